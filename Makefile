@@ -1,0 +1,50 @@
+# Every target does its own set-up on a fresh machine: apt packages, the virtualenv, the
+# control-plane build (cached in ~/.cache/modeldeploy and Go's build cache).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+export PYTHONPATH := $(CURDIR)/hack/localcluster
+
+.PHONY: setup system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e demo bench-archive clean
+
+setup: system-packages $(STAMP) cluster-build
+
+system-packages:
+	@bash hack/install-system-packages.sh
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[serve,dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+cluster-build:
+	@bash hack/localcluster/controlplane/build.sh >/dev/null
+
+## make cluster: the local cluster in the foreground; Ctrl-C removes it.
+cluster: setup
+	$(PY) -m localcluster up
+
+cluster-down:
+	$(PY) -m localcluster down
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check operator tests hack/localcluster
+	$(VENV)/bin/mypy
+
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit -q
+
+test: setup lint
+	$(VENV)/bin/pytest tests -q -ra
+
+demo: setup
+	$(PY) hack/demo.py
+
+bench-archive: $(STAMP)
+	$(PY) -m modeldeploy.bench archive --size-mib 2048
+
+clean: cluster-down
+	rm -rf .localcluster

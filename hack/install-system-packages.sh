@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the local cluster and TorchServe need, only when missing.
+set -euo pipefail
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v go >/dev/null || need+=(golang-go)
+command -v kubectl >/dev/null && command -v git >/dev/null || need+=(git)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi

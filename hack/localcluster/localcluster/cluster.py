@@ -1,0 +1,270 @@
+"""Starts and stops the whole local cluster: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler (one upstream-built binary, a process each) and the node agent."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+from localcluster.certs import PKI
+from localcluster.network import Bridge, remove_leftovers
+
+HERE = Path(__file__).resolve().parent
+CONTROLPLANE_SRC = HERE.parent / "controlplane"
+REPO = HERE.parents[2]
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+@dataclass
+class Settings:
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("LOCALCLUSTER_DIR", REPO / ".localcluster")))
+    bridge: str = "lcbr0"
+    pod_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/16"
+    api_port: int = 6443
+    etcd_client_port: int = 23790
+    etcd_peer_port: int = 23800
+    node_name: str = "localnode"
+    controller_manager_port: int = 10257
+    scheduler_port: int = 10259
+
+
+class LocalCluster:
+    """`with LocalCluster() as cluster:` gives a running cluster; leaving the block removes it all."""
+
+    def __init__(self, settings: Settings | None = None, log: bool = False) -> None:
+        self.settings = s = settings or Settings()
+        self.dir = s.state_dir
+        self.pki = PKI(self.dir / "pki")
+        self.bridge = Bridge(s.bridge, s.pod_cidr)
+        self.kubeconfig = str(self.dir / "kubeconfig")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log = log
+        self.timings: dict[str, float] = {}
+
+    # ---- public ---------------------------------------------------------------------------------
+    def __enter__(self) -> LocalCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args], capture_output=True,
+                              text=True, check=check, input=input, timeout=timeout)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": self.kubeconfig}
+
+    @staticmethod
+    def build() -> str:
+        """Builds the control-plane binary (cached) and returns its path."""
+        out = subprocess.run(["bash", str(CONTROLPLANE_SRC / "build.sh")], check=True, capture_output=True,
+                             text=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def start(self) -> None:
+        s = self.settings
+        t0 = time.monotonic()
+        binary = self.build()
+        self.timings["build"] = time.monotonic() - t0
+        self.clean_leftovers()
+        t1 = time.monotonic()
+        for d in ("logs", "etcd", "pods", "volumes", "kubeconfigs"):
+            (self.dir / d).mkdir(parents=True, exist_ok=True)
+        self.bridge.up()
+        self.pki.ensure(
+            serving_ips=["127.0.0.1", self.bridge.gateway, str(self.service_ip())],
+            serving_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                           "kubernetes.default.svc.cluster.local"],
+        )
+        self.pki.issue("node-agent", f"system:node:{s.node_name}", "system:masters")
+        admin = self.write_kubeconfig("admin", self.kubeconfig)
+        cm_kc = self.write_kubeconfig("controller-manager", str(self.dir / "kubeconfigs" / "controller-manager"))
+        sched_kc = self.write_kubeconfig("scheduler", str(self.dir / "kubeconfigs" / "scheduler"))
+        agent_kc = self.write_kubeconfig("node-agent", str(self.dir / "kubeconfigs" / "node-agent"))
+        pki = self.pki.dir
+
+        self.spawn("etcd", [binary, "etcd", f"--data-dir={self.dir / 'etcd'}",
+                            f"--listen-client-url=http://127.0.0.1:{s.etcd_client_port}",
+                            f"--listen-peer-url=http://127.0.0.1:{s.etcd_peer_port}"])
+        self.spawn("kube-apiserver", [
+            binary, "kube-apiserver",
+            f"--etcd-servers=http://127.0.0.1:{s.etcd_client_port}",
+            "--bind-address=0.0.0.0", f"--secure-port={s.api_port}",
+            f"--advertise-address={self.bridge.gateway}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={s.service_cidr}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--profiling=false", "--v=0",
+        ])
+        self.wait_ready(admin)
+        self.timings["apiserver_ready"] = time.monotonic() - t1
+        self.spawn("kube-controller-manager", [
+            binary, "kube-controller-manager",
+            f"--kubeconfig={cm_kc}", f"--authentication-kubeconfig={cm_kc}", f"--authorization-kubeconfig={cm_kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={s.controller_manager_port}", "--leader-elect=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={s.service_cidr}",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service,-route",
+            "--profiling=false", "--v=0",
+        ])
+        self.spawn("kube-scheduler", [
+            binary, "kube-scheduler",
+            f"--kubeconfig={sched_kc}", f"--authentication-kubeconfig={sched_kc}",
+            f"--authorization-kubeconfig={sched_kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={s.scheduler_port}", "--leader-elect=false",
+            "--profiling=false", "--v=0",
+        ])
+        self.spawn("node-agent", [
+            sys.executable, "-m", "localcluster.agent", "--kubeconfig", agent_kc,
+            "--node-name", s.node_name, "--state-dir", str(self.dir), "--bridge", s.bridge,
+            "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port),
+        ], env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        self.wait_node_ready()
+        self.timings["cluster_ready"] = time.monotonic() - t1
+
+    def stop(self) -> None:
+        # The agent first: it stops every pod and removes their namespaces.
+        for name in ("node-agent", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+            process = self.processes.pop(name, None)
+            if process is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.clean_leftovers()
+
+    # ---- pieces -------------------------------------------------------------------------------------
+    def service_ip(self) -> str:
+        import ipaddress
+
+        return str(next(ipaddress.ip_network(self.settings.service_cidr).hosts()))
+
+    def clean_leftovers(self) -> None:
+        """Kills any process of a previous run, removes namespaces, veths, bridge and cluster data."""
+        pidfile = self.dir / "pids.json"
+        if pidfile.exists():
+            with contextlib.suppress(ValueError, OSError):
+                for pid in json.loads(pidfile.read_text()).values():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+            pidfile.unlink(missing_ok=True)
+        kill_pod_processes(self.dir)
+        remove_leftovers(self.settings.bridge)
+        for d in ("etcd", "pods", "volumes", "logs"):
+            shutil.rmtree(self.dir / d, ignore_errors=True)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        logfile = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        self.processes[name] = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=None if self.log else logfile, stderr=logfile,
+            start_new_session=True, env=env,
+        )
+        logfile.close()
+        (self.dir / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.processes.items()}))
+
+    def write_kubeconfig(self, user: str, path: str) -> str:
+        def b64(p: Path) -> str:
+            return base64.b64encode(p.read_bytes()).decode()
+
+        doc = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "localcluster", "cluster": {
+                "server": f"https://127.0.0.1:{self.settings.api_port}",
+                "certificate-authority-data": b64(self.pki.ca_cert)}}],
+            "users": [{"name": user, "user": {
+                "client-certificate-data": b64(self.pki.dir / f"{user}.crt"),
+                "client-key-data": b64(self.pki.dir / f"{user}.key")}}],
+            "contexts": [{"name": "localcluster", "context": {"cluster": "localcluster", "user": user}}],
+            "current-context": "localcluster",
+        }
+        Path(path).write_text(yaml.safe_dump(doc))
+        Path(path).chmod(0o600)
+        return path
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = (self.dir / "logs" / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
+
+    def wait_ready(self, kubeconfig: str, timeout: float = 120) -> None:
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context.load_cert_chain(str(self.pki.dir / "admin.crt"), str(self.pki.dir / "admin.key"))
+        url = f"https://127.0.0.1:{self.settings.api_port}/readyz"
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, context=context, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kube-apiserver not ready after {timeout}s; see {self.dir / 'logs'}")
+            time.sleep(0.2)
+
+    def wait_node_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        jsonpath = "{.status.conditions[?(@.type=='Ready')].status} {.spec.taints}"
+        while True:
+            self.check_alive()
+            out = self.kubectl("get", "node", self.settings.node_name, "-o", f"jsonpath={jsonpath}",
+                               check=False)
+            sa = self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
+            if out.returncode == 0 and out.stdout.strip() == "True" and sa.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node not ready after {timeout}s: {out.stdout} {out.stderr}")
+            time.sleep(0.2)
+
+
+def kill_pod_processes(state_dir: Path) -> None:
+    """Kills every container launcher whose config lives under this cluster's state directory."""
+    marker = str(state_dir / "pods")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if any(marker.encode() in part for part in cmdline) and b"launcher.py" in b" ".join(cmdline):
+                os.kill(int(entry.name), signal.SIGKILL)

@@ -1,0 +1,253 @@
+"""The local cluster behaves as a real Kubernetes cluster for everything modeldeploy relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, kubectl_json, wait_for
+from localcluster import LocalCluster, Settings
+from localcluster.network import link_names, netns_names, netns_prefix, veth_prefix
+
+pytestmark = pytest.mark.cluster
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def apply(cluster: LocalCluster, namespace: str, *docs: dict) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs), check=False)
+
+
+def http_server_deployment(name: str, replicas: int, **pod_extra: object) -> dict:  # type: ignore[type-arg]
+    container = {"name": "web", "image": "python:3.11", "command": ["python3", "-m", "http.server", "8000"],
+                 "ports": [{"containerPort": 8000}],
+                 "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1}}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"terminationGracePeriodSeconds": 5, "containers": [container], **pod_extra}}},
+    }
+
+
+def pod(name: str, command: list[str], **spec: object) -> dict:  # type: ignore[type-arg]
+    container = {"name": "main", "image": "busybox", "command": command, **spec.pop("container", {})}  # type: ignore[dict-item]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2, "containers": [container], **spec}}
+
+
+def pod_status(cluster: LocalCluster, namespace: str, name: str) -> dict:  # type: ignore[type-arg]
+    return kubectl_json(cluster, "get", "pod", name, "-n", namespace).get("status", {})  # type: ignore[no-any-return]
+
+
+def terminated(cluster: LocalCluster, namespace: str, name: str) -> dict | None:  # type: ignore[type-arg]
+    statuses = pod_status(cluster, namespace, name).get("containerStatuses") or [{}]
+    return statuses[0].get("state", {}).get("terminated")  # type: ignore[no-any-return]
+
+
+def test_kubectl_version_reports_the_built_release(cluster: LocalCluster) -> None:
+    release = (REPO / "hack/localcluster/controlplane/K8S_VERSION").read_text().strip()
+    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"] == release
+
+
+def test_api_resources_list_the_groups_we_use(cluster: LocalCluster) -> None:
+    out = cluster.kubectl("api-resources", "-o", "wide").stdout
+    for group, kind in (("apps/v1", "Deployment"), ("batch/v1", "Job"), ("discovery.k8s.io/v1", "EndpointSlice")):
+        assert any(group in line and kind in line for line in out.splitlines()), f"{group} {kind} missing"
+
+
+def test_deployment_becomes_available_and_every_endpoint_answers(cluster: LocalCluster, namespace: str) -> None:
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}}
+    assert apply(cluster, namespace, http_server_deployment("web", 3), service).returncode == 0
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/web", "--timeout=90s")
+
+    def ready_addresses() -> list[str]:
+        slices = kubectl_json(cluster, "get", "endpointslices", "-n", namespace,
+                              "-l", "kubernetes.io/service-name=web")["items"]
+        return [a for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready")
+                for a in e["addresses"]]
+
+    addresses = wait_for(lambda: (lambda a: a if len(a) == 3 else None)(ready_addresses()), timeout=30,
+                         message="3 ready endpoints")
+    assert isinstance(addresses, list) and len(set(addresses)) == 3
+    for address in addresses:
+        with urllib.request.urlopen(f"http://{address}:8000/", timeout=5) as response:
+            assert response.status == 200
+
+
+def test_job_runs_to_completion(cluster: LocalCluster, namespace: str) -> None:
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ok"},
+           "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+               {"name": "c", "image": "busybox", "command": ["sh", "-c", "echo done"]}]}}}}
+    assert apply(cluster, namespace, job).returncode == 0
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Complete", "job/ok", "--timeout=60s")
+    status = kubectl_json(cluster, "get", "job", "ok", "-n", namespace)["status"]
+    assert status["succeeded"] == 1 and status["completionTime"]
+
+
+def test_failing_job_ends_failed_after_its_backoff_limit(cluster: LocalCluster, namespace: str) -> None:
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"},
+           "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never", "containers": [
+               {"name": "c", "image": "busybox", "command": ["sh", "-c", "exit 1"]}]}}}}
+    assert apply(cluster, namespace, job).returncode == 0
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Failed", "job/bad", "--timeout=120s")
+    status = kubectl_json(cluster, "get", "job", "bad", "-n", namespace)["status"]
+    assert status["failed"] == 2  # the first try and one retry
+    reasons = [c.get("reason") for c in status["conditions"] if c["type"] == "Failed"]
+    assert reasons == ["BackoffLimitExceeded"]
+
+
+def test_failing_readiness_takes_the_pod_out_of_the_endpoint_slice(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    deployment = http_server_deployment("flappy", 1, volumes=[{"name": "flags", "hostPath": {"path": str(flags)}}])
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"] = {"exec": {"command": ["test", "-f", "/flags/ready"]},
+                                   "periodSeconds": 1, "failureThreshold": 1}
+    container["volumeMounts"] = [{"name": "flags", "mountPath": "/flags"}]
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "flappy"},
+               "spec": {"selector": {"app": "flappy"}, "ports": [{"port": 80, "targetPort": 8000}]}}
+    assert apply(cluster, namespace, deployment, service).returncode == 0
+
+    def endpoint_ready() -> list[bool]:
+        slices = kubectl_json(cluster, "get", "endpointslices", "-n", namespace,
+                              "-l", "kubernetes.io/service-name=flappy")["items"]
+        return [bool(e["conditions"].get("ready")) for s in slices for e in s.get("endpoints") or []]
+
+    wait_for(lambda: endpoint_ready() == [True], timeout=60, message="the endpoint to be ready")
+    (flags / "ready").unlink()
+    wait_for(lambda: endpoint_ready() == [False], timeout=30, message="the endpoint to turn not ready")
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster: LocalCluster, namespace: str) -> None:
+    manifest = pod("live", ["python3", "-m", "http.server", "8000"], restartPolicy="Always", container={
+        "livenessProbe": {"httpGet": {"path": "/missing", "port": 8000}, "periodSeconds": 1, "failureThreshold": 2}})
+    assert apply(cluster, namespace, manifest).returncode == 0
+
+    def restarts() -> int:
+        statuses = pod_status(cluster, namespace, "live").get("containerStatuses") or [{}]
+        return int(statuses[0].get("restartCount", 0))
+
+    wait_for(lambda: restarts() >= 1, timeout=90, message="a restart after liveness failures")
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=live").stdout
+    assert "Liveness probe failed" in events
+
+
+def test_command_that_does_not_exist_gives_a_clear_waiting_reason(cluster: LocalCluster, namespace: str) -> None:
+    assert apply(cluster, namespace, pod("nocmd", ["no-such-command-here"])).returncode == 0
+
+    def waiting() -> dict | None:  # type: ignore[type-arg]
+        statuses = pod_status(cluster, namespace, "nocmd").get("containerStatuses") or [{}]
+        return statuses[0].get("state", {}).get("waiting", {}).get("message") and statuses[0]["state"]["waiting"]
+
+    state = wait_for(waiting, timeout=30, message="a waiting reason")
+    assert isinstance(state, dict)
+    assert state["reason"] == "CreateContainerError"
+    assert "no-such-command-here" in state["message"]
+
+
+def container_init_pids(cluster: LocalCluster, namespace: str, selector: str) -> list[int]:
+    pids = []
+    for item in kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", selector)["items"]:
+        for pidfile in (cluster.dir / "pods" / item["metadata"]["uid"]).glob("containers/*/pid"):
+            pids.append(int(pidfile.read_text()))
+    return pids
+
+
+def test_deleting_a_deployment_collects_its_replicasets_pods_and_processes(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    assert apply(cluster, namespace, http_server_deployment("gc", 2)).returncode == 0
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/gc", "--timeout=90s")
+    pids = container_init_pids(cluster, namespace, "app=gc")
+    assert len(pids) == 2 and all(os.path.exists(f"/proc/{p}") for p in pids)
+
+    cluster.kubectl("delete", "deployment", "gc", "-n", namespace, "--wait=false")
+    wait_for(lambda: not kubectl_json(cluster, "get", "replicasets", "-n", namespace, "-l", "app=gc")["items"],
+             timeout=60, message="the ReplicaSet to be collected")
+    wait_for(lambda: not kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", "app=gc")["items"],
+             timeout=60, message="the pods to be collected")
+    wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), timeout=30,
+             message="the pods' processes to end")
+
+
+def test_restricted_namespace_rejects_privileged_pods_and_runs_compliant_ones(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    privileged = pod("priv", ["sh", "-c", "true"], container={"securityContext": {"privileged": True}})
+    rejected = apply(cluster, namespace, privileged)
+    assert rejected.returncode != 0
+    assert 'violates PodSecurity "restricted' in rejected.stderr
+
+    compliant = pod("compliant", ["sh", "-c", "id -u > /dev/termination-log"], securityContext=RESTRICTED,
+                    container={"securityContext": RESTRICTED_CONTAINER})
+    admitted = apply(cluster, namespace, compliant)
+    assert admitted.returncode == 0, admitted.stderr
+    state = wait_for(lambda: terminated(cluster, namespace, "compliant"), timeout=60, message="the pod to finish")
+    assert isinstance(state, dict)
+    assert state["exitCode"] == 0
+    assert state["message"].strip() == "1000"  # it really ran as the user it asked for
+
+
+def test_a_claim_written_by_one_pod_is_read_by_another(cluster: LocalCluster, namespace: str) -> None:
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "shared"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    volume = {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}]}
+    mount = {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    writer = pod("writer", ["sh", "-c", "echo payload-42 > /data/file"], container=mount, **volume)
+    assert apply(cluster, namespace, claim, writer).returncode == 0
+    state = wait_for(lambda: terminated(cluster, namespace, "writer"), timeout=60, message="the writer to finish")
+    assert isinstance(state, dict) and state["exitCode"] == 0
+
+    reader = pod("reader", ["sh", "-c", "cat /data/file > /dev/termination-log"], container=mount, **volume)
+    assert apply(cluster, namespace, reader).returncode == 0
+    state = wait_for(lambda: terminated(cluster, namespace, "reader"), timeout=60, message="the reader to finish")
+    assert isinstance(state, dict)
+    assert state["message"].strip() == "payload-42"
+
+
+def our_leftovers(settings: Settings) -> list[str]:
+    found = [n for n in netns_names() if n.startswith(netns_prefix(settings.bridge))]
+    found += [n for n in link_names() if n.startswith(veth_prefix(settings.bridge)) or n == settings.bridge]
+    marker = str(settings.state_dir)
+    found += [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if marker in line]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(f"process {entry.name}: {cmdline[:120]}")
+    return found
+
+
+def test_start_and_stop_twice_leaks_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
+    # A second, independent cluster beside the session's one: its own bridge, ports and state.
+    settings = Settings(state_dir=tmp_path / "lc2", bridge="lcbr9", pod_cidr="10.245.0.0/16",
+                        service_cidr="10.97.0.0/16", api_port=6449, etcd_client_port=23799,
+                        etcd_peer_port=23809, controller_manager_port=10267, scheduler_port=10269)
+    for _ in range(2):
+        with LocalCluster(settings) as second:
+            assert apply(second, "default", http_server_deployment("web", 2)).returncode == 0
+            second.kubectl("wait", "--for=condition=Available", "deploy/web", "--timeout=90s")
+            assert our_leftovers(settings)  # pods are running: namespaces, veths and processes exist
+        assert our_leftovers(settings) == []
