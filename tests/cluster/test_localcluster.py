@@ -97,6 +97,8 @@ def test_job_runs_to_completion(cluster: LocalCluster, namespace: str) -> None:
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Complete", "job/ok", "--timeout=60s")
     status = kubectl_json(cluster, "get", "job", "ok", "-n", namespace)["status"]
     assert status["succeeded"] == 1 and status["completionTime"]
+    # The API server proxies `kubectl logs` to the node agent, as to a kubelet.
+    assert cluster.kubectl("logs", "-n", namespace, "job/ok").stdout == "done\n"
 
 
 def test_failing_job_ends_failed_after_its_backoff_limit(cluster: LocalCluster, namespace: str) -> None:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from localcluster import kubeletapi
 from localcluster.network import Bridge
 
 log = logging.getLogger("localcluster.agent")
@@ -99,6 +101,7 @@ class Container:
     stop_probes: threading.Event = field(default_factory=threading.Event)
     kill_reason: str | None = None
     log_path: Path | None = None
+    config: Obj = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -288,9 +291,11 @@ class PodWorker(threading.Thread):
             return
         cfg_path = cdir / "config.json"
         cfg_path.write_text(json.dumps(cfg))
+        c.config = cfg
         status_path = Path(cfg["statusFile"])
         status_path.unlink(missing_ok=True)
-        c.log_path = cdir / f"{c.restart_count}.log"
+        c.log_path = self.log_path(c.name, c.restart_count)
+        c.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(c.log_path, "ab") as out:
             c.process = subprocess.Popen(
                 [sys.executable, "-I", LAUNCHER, str(cfg_path)],
@@ -324,7 +329,6 @@ class PodWorker(threading.Thread):
         c.ready = False
         c.started = "startupProbe" not in c.spec
         c.stop_probes = threading.Event()
-        (cdir / "termination-log").write_bytes(b"")
         self.agent.event(pod, "Normal", "Started", f"Started container {c.name}")
         threading.Thread(target=self.watch_exit, args=(c, c.process), daemon=True).start()
         if not c.init:
@@ -357,6 +361,9 @@ class PodWorker(threading.Thread):
         c.started = False
         c.process = None
         self.wakeup.set()
+
+    def log_path(self, container: str, restart: int) -> Path:
+        return self.dir / "logs" / container / f"{restart}.log"
 
     def container_id(self, c: Container) -> str:
         return f"local://{self.key}-{c.name}-{c.restart_count}"
@@ -520,6 +527,7 @@ class PodWorker(threading.Thread):
             if c.process is not None:
                 c.process.wait()
         self.teardown()
+        shutil.rmtree(self.dir, ignore_errors=True)
         if self.gone:
             return
         # All containers stopped: as the kubelet does, finish the deletion with a zero grace period.
@@ -541,9 +549,8 @@ class PodWorker(threading.Thread):
         self.kill_all(0)
         self.agent.bridge.remove_pod(self.key, self.pod_ip)
         self.torn_down = True
+        # Logs stay until the pod is deleted, so `kubectl logs` works on finished pods.
         shutil.rmtree(self.dir / "containers", ignore_errors=True)
-        if self.phase not in ("Succeeded", "Failed"):
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---- status --------------------------------------------------------------------------------
     @property
@@ -669,7 +676,7 @@ class Prober:
     def exec(self, command: list[str], c: Container, timeout: float) -> tuple[bool, str]:
         if not c.init_pid:
             return False, "container is not running"
-        cfg = json.loads((Path(c.log_path or "").parent / "config.json").read_text()) if c.log_path else {}
+        cfg = c.config
         argv = ["nsenter", "-t", str(c.init_pid), "-n", "-m", "-p", "-u", "-i", "-r", "-w"]
         if cfg.get("uid"):
             argv += ["-S", str(cfg["uid"]), "-G", str(cfg.get("gid", cfg["uid"]))]
@@ -1124,7 +1131,26 @@ class NodeAgent:
                     log.warning("pod watch: %s; re-listing", e)
                     self.stopping.wait(1)
 
-    def run(self) -> None:
+    def find_log(self, namespace: str, pod: str, container: str,
+                 previous: bool) -> tuple[Path, Callable[[], bool]] | None:
+        with self.workers_lock:
+            workers = list(self.workers.values())
+        for w in workers:
+            meta = w.pod["metadata"]
+            if meta["namespace"] != namespace or meta["name"] != pod:
+                continue
+            for c in w.init_containers + w.containers:
+                if c.name == container:
+                    restart = c.restart_count - 1 if previous else c.restart_count
+                    if restart < 0:
+                        return None
+                    return w.log_path(c.name, restart), (lambda c=c: c.running)
+        return None
+
+    def run(self, pki: Path | None = None) -> None:
+        if pki is not None:
+            kubeletapi.serve(self.bridge.gateway, 10250, pki / "kubelet.crt", pki / "kubelet.key",
+                             pki / "ca.crt", self.find_log)
         self.register()
         self.ensure_storage_class()
         threading.Thread(target=self.heartbeat, name="heartbeat", daemon=True).start()
@@ -1155,6 +1181,7 @@ def main() -> None:
     parser.add_argument("--bridge", default="lcbr0")
     parser.add_argument("--pod-cidr", default="10.244.0.0/16")
     parser.add_argument("--api-port", type=int, default=6443)
+    parser.add_argument("--pki-dir", help="serve the kubelet's log API with kubelet.crt/key from here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bridge = Bridge(args.bridge, args.pod_cidr)
@@ -1167,7 +1194,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    agent.run()
+    agent.run(Path(args.pki_dir) if args.pki_dir else None)
 
 
 if __name__ == "__main__":

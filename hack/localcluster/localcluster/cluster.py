@@ -101,6 +101,8 @@ class LocalCluster:
                            "kubernetes.default.svc.cluster.local"],
         )
         self.pki.issue("node-agent", f"system:node:{s.node_name}", "system:masters")
+        self.pki.issue("kubelet", f"system:node:{s.node_name}", "system:nodes", server=True,
+                       ips=[self.bridge.gateway], names=[s.node_name])
         admin = self.write_kubeconfig("admin", self.kubeconfig)
         cm_kc = self.write_kubeconfig("controller-manager", str(self.dir / "kubeconfigs" / "controller-manager"))
         sched_kc = self.write_kubeconfig("scheduler", str(self.dir / "kubeconfigs" / "scheduler"))
@@ -151,7 +153,7 @@ class LocalCluster:
         self.spawn("node-agent", [
             sys.executable, "-m", "localcluster.agent", "--kubeconfig", agent_kc,
             "--node-name", s.node_name, "--state-dir", str(self.dir), "--bridge", s.bridge,
-            "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port),
+            "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port), "--pki-dir", str(self.pki.dir),
         ], env={**os.environ, "PYTHONPATH": str(HERE.parent)})
         self.wait_node_ready()
         self.timings["cluster_ready"] = time.monotonic() - t1
