@@ -58,6 +58,33 @@ def bind(source: str, target: str, read_only: bool = False, recursive: bool = Fa
         mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | (MS_REC if recursive else 0))
 
 
+def in_root(root: str, path: str) -> str:
+    """`path` inside `root`, following symlinks as if `root` were / (so /var/run -> /run stays inside)."""
+    parts = [p for p in path.split("/") if p]
+    resolved = ""
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        candidate = f"{resolved}/{part}"
+        full = root + candidate
+        if os.path.islink(full):
+            hops += 1
+            if hops > 40:
+                raise OSError(f"too many levels of symbolic links in {path}")
+            target = os.readlink(full)
+            if target.startswith("/"):
+                resolved = ""
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved = candidate
+    return root + (resolved or "/")
+
+
 def make_mountpoint(path: str, is_file: bool) -> None:
     if os.path.lexists(path):
         return
@@ -115,7 +142,7 @@ def build_root(cfg: dict) -> str:  # type: ignore[type-arg]
         os.chmod(f"{root}/root", 0o755)
 
     for m in cfg["mounts"]:
-        target = root + m["path"]
+        target = in_root(root, m["path"])
         make_mountpoint(target, is_file=m.get("file", False))
         bind(m["source"], target, read_only=m.get("readOnly", False))
     if cfg.get("readOnlyRoot"):

@@ -1,0 +1,216 @@
+"""Status as a pure function: phases, standard conditions, and the smallest patch that gets there.
+
+A reconcile ends with a `Verdict` (a phase and the state of each standard condition). `desired_status`
+turns it into the status the object should have, keeping each condition's lastTransitionTime unless
+its status flips, and keeping conditions owned by others untouched. `status_patch` returns only the
+fields that differ, or None: a settled object gets no write at all. `transition_events` says which
+Events a change deserves, so a resync that changes nothing posts nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+MAX_MESSAGE_LENGTH = 32768
+
+
+class Phase(enum.StrEnum):
+    """Where a ModelDeployment stands; one word for `kubectl get`."""
+
+    PENDING = "Pending"
+    BUILDING = "Building"
+    DEPLOYING = "Deploying"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class ConditionType(enum.StrEnum):
+    """The standard conditions the operator owns (kstatus: Ready, plus the abnormal-true Degraded)."""
+
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    ARCHIVE_READY = "ArchiveReady"
+
+
+class Reason(enum.StrEnum):
+    """Why a ModelDeployment is where it is: the reasons of its conditions and Events."""
+
+    INVALID_SPEC = "InvalidSpec"
+    REFERENCE_NOT_FOUND = "ReferenceNotFound"
+    ARCHIVE_BUILDING = "ArchiveBuilding"
+    ARCHIVE_BUILD_FAILED = "ArchiveBuildFailed"
+    ARCHIVE_READY = "ArchiveReady"
+    PODS_NOT_READY = "PodsNotReady"
+    MODEL_LOAD_FAILED = "ModelLoadFailed"
+    DIGEST_MISMATCH = "DigestMismatch"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    READY = "Ready"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionState:
+    """The desired state of one condition, without its timestamps."""
+
+    type: ConditionType
+    status: bool | None
+    reason: str
+    message: str
+
+    @property
+    def status_text(self) -> Literal["True", "False", "Unknown"]:
+        """The condition's status as Kubernetes writes it."""
+        if self.status is None:
+            return "Unknown"
+        return "True" if self.status else "False"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What one reconcile concluded: a phase, the standard conditions, and when to look again."""
+
+    phase: Phase
+    conditions: tuple[ConditionState, ...]
+    requeue_after: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        phase: Phase,
+        reason: str,
+        message: str,
+        *,
+        ready: bool = False,
+        progressing: bool = False,
+        degraded: bool = False,
+        archive_ready: bool | None = False,
+        requeue_after: float | None = None,
+        overrides: Sequence[ConditionState] = (),
+    ) -> Verdict:
+        """A verdict whose four conditions share one reason and message, except the `overrides`."""
+        states = {
+            ConditionType.READY: ready,
+            ConditionType.PROGRESSING: progressing,
+            ConditionType.DEGRADED: degraded,
+            ConditionType.ARCHIVE_READY: archive_ready,
+        }
+        by_type = {state.type: state for state in overrides}
+        conditions = tuple(
+            by_type.get(kind, ConditionState(kind, status, reason, message))
+            for kind, status in states.items()
+        )
+        return cls(phase=phase, conditions=conditions, requeue_after=requeue_after)
+
+    def condition(self, kind: ConditionType) -> ConditionState | None:
+        """The desired state of one condition, if the verdict sets it."""
+        return next((c for c in self.conditions if c.type == kind), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventNote:
+    """A Kubernetes Event to post about the object."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with second precision, the way Kubernetes writes metav1.Time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _render_condition(state: ConditionState, existing: Mapping[str, Any] | None, generation: int,
+                      now: datetime) -> dict[str, Any]:
+    status = state.status_text
+    unchanged = (existing is not None and existing.get("status") == status
+                 and existing.get("lastTransitionTime"))
+    return {
+        "type": state.type.value,
+        "status": status,
+        "reason": state.reason,
+        "message": state.message[:MAX_MESSAGE_LENGTH],
+        "lastTransitionTime": existing["lastTransitionTime"] if unchanged and existing else format_time(now),
+        "observedGeneration": generation,
+    }
+
+
+def merge_conditions(current: Sequence[Mapping[str, Any]], desired: Sequence[ConditionState], generation: int,
+                     now: datetime) -> list[dict[str, Any]]:
+    """The new conditions list: ours updated in place, others' kept as they are, order preserved."""
+    wanted = {state.type.value: state for state in desired}
+    merged: list[dict[str, Any]] = []
+    for existing in current:
+        kind = existing.get("type")
+        state = wanted.pop(kind, None) if isinstance(kind, str) else None
+        merged.append(_render_condition(state, existing, generation, now) if state else dict(existing))
+    merged.extend(_render_condition(state, None, generation, now) for state in wanted.values())
+    return merged
+
+
+def desired_status(
+    current: Mapping[str, Any],
+    verdict: Verdict,
+    *,
+    generation: int,
+    now: datetime,
+    fields: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The status fields the operator owns, as they should be after this verdict.
+
+    `fields` are further status fields set by reconcile steps (revision, archive, rollout state);
+    a value of None removes the field.
+    """
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": verdict.phase.value,
+        "conditions": merge_conditions(current.get("conditions") or [], verdict.conditions, generation, now),
+    }
+    status.update(fields or {})
+    return status
+
+
+def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A merge patch of the fields that differ, or None when the status is already as desired."""
+    patch = {
+        key: value
+        for key, value in desired.items()
+        if current.get(key) != value and not (value is None and key not in current)
+    }
+    return patch or None
+
+
+def find_condition(status: Mapping[str, Any], kind: ConditionType) -> Mapping[str, Any] | None:
+    """A condition of the given type in a status, if present."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind.value:
+            found: Mapping[str, Any] = condition
+            return found
+    return None
+
+
+def transition_events(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list[EventNote]:
+    """The Events a status change deserves: a new revision, and each change of phase or Ready reason."""
+    events: list[EventNote] = []
+    old_revision, new_revision = current.get("revision"), desired.get("revision")
+    if new_revision and new_revision != old_revision:
+        replaced = f", replacing {old_revision}" if old_revision else ""
+        events.append(EventNote("Normal", "NewRevision", f"Spec revision {new_revision}{replaced}"))
+
+    old_ready = find_condition(current, ConditionType.READY) or {}
+    new_ready = find_condition(desired, ConditionType.READY) or {}
+    phase_changed = current.get("phase") != desired.get("phase")
+    if phase_changed or old_ready.get("reason") != new_ready.get("reason"):
+        degraded = find_condition(desired, ConditionType.DEGRADED) or {}
+        kind: Literal["Normal", "Warning"] = "Warning" if degraded.get("status") == "True" else "Normal"
+        reason = str(new_ready.get("reason") or desired.get("phase") or "Unknown")
+        events.append(EventNote(kind, reason, f"{desired.get('phase')}: {new_ready.get('message', '')}"))
+    return events

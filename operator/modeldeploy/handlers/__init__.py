@@ -1,0 +1,14 @@
+"""kopf handlers: thin shims over the reconcile (handlers.reconcile) and the Kubernetes access (k8s)."""
+
+from __future__ import annotations
+
+import kopf
+
+from modeldeploy.handlers import lifecycle, modeldeployment
+from modeldeploy.settings import OperatorConfig
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    """Register every handler of the operator with `registry`."""
+    lifecycle.register(registry, config)
+    modeldeployment.register(registry, config)

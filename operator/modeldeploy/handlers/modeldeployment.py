@@ -1,0 +1,133 @@
+"""kopf handlers of ModelDeployment: thin shims that run the reconcile and report its outcome.
+
+on.resume / on.create / on.update react to spec, label and annotation changes (kopf's diff base
+leaves status out, so a status-only change triggers nothing). One daemon per object reconciles it
+again when a step asked to look again soon (`requeue_after`, e.g. while a build runs), when one of
+its Jobs or Deployments changes, and every resync period otherwise: level-triggered, writing only
+when the status would change. A lock per object keeps two reconciles of one object apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from modeldeploy import GROUP, PLURAL, VERSION
+from modeldeploy.archivejob import OperatorImage
+from modeldeploy.handlers.reconcile import Report, Step, reconcile_and_report, reconcile_steps
+from modeldeploy.k8s import KubeApi, KubeApiError
+from modeldeploy.settings import OperatorConfig
+from modeldeploy.steps import Runtime
+
+log = logging.getLogger(__name__)
+OWNER_LABEL = f"{GROUP}/deployment"
+MANAGED = {"app.kubernetes.io/managed-by": "modeldeploy"}
+Key = tuple[str, str]
+
+
+class Coordination:
+    """Shared by every handler (kept in the operator-wide memo): per-object locks and wake-ups."""
+
+    def __init__(self) -> None:
+        self.locks: dict[Key, asyncio.Lock] = {}
+        self.wakeups: dict[Key, asyncio.Event] = {}
+        self.requeue: dict[Key, float | None] = {}
+
+    def lock(self, key: Key) -> asyncio.Lock:
+        return self.locks.setdefault(key, asyncio.Lock())
+
+    def wakeup(self, key: Key) -> asyncio.Event:
+        return self.wakeups.setdefault(key, asyncio.Event())
+
+    def forget(self, key: Key) -> None:
+        for table in (self.locks, self.wakeups, self.requeue):
+            table.pop(key, None)
+
+
+def _key(body: Mapping[str, Any]) -> Key:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace")), str(meta.get("name"))
+
+
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, steps: tuple[Step, ...],
+                     logger: logging.Logger | logging.LoggerAdapter[Any], retry_delay: float) -> None:
+    api: KubeApi = memo["api"]
+    coordination: Coordination = memo["coordination"]
+    key = _key(body)
+    async with coordination.lock(key):
+        # A snapshot: kopf updates the live body of daemons while the reconcile awaits.
+        snapshot = copy.deepcopy(dict(body))
+        try:
+            report: Report = await reconcile_and_report(snapshot, api, steps)
+        except KubeApiError as error:
+            raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
+    if report.outcome is None:
+        return
+    verdict = report.outcome.verdict
+    coordination.requeue[key] = verdict.requeue_after
+    if verdict.requeue_after is not None:
+        coordination.wakeup(key).set()
+    if not report.written:
+        log.debug("%s/%s is settled (phase %s): nothing to write.", key[0], key[1], verdict.phase)
+        return
+    logger.info("Status written: phase %s (generation %s).", verdict.phase, report.outcome.generation)
+    for event in report.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    """Register the ModelDeployment handlers with the operator's registry."""
+    runtime = Runtime(operator=OperatorImage(image=config.operator_image), namespace=config.operator_namespace)
+    steps = reconcile_steps(runtime)
+    retry_delay = min(config.resync_seconds, 10.0)
+
+    @kopf.on.startup(registry=registry)
+    async def coordination(memo: kopf.Memo, **_: Any) -> None:
+        memo["coordination"] = Coordination()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
+    async def reconcile_on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        await _reconcile(body, memo, steps, logger, retry_delay)
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, id="resync", cancellation_timeout=5.0, registry=registry)
+    async def resync(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
+                     **_: Any) -> None:
+        coordination: Coordination = memo["coordination"]
+        key = _key(body)
+        wakeup = coordination.wakeup(key)
+        try:
+            while not stopped:
+                requeue = coordination.requeue.get(key)
+                delay = config.resync_seconds if requeue is None else requeue
+                try:
+                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
+                    # Woken early: let a burst of changes settle into one reconcile.
+                    await asyncio.sleep(min(delay, 0.5))
+                except TimeoutError:
+                    pass
+                wakeup.clear()
+                if stopped:
+                    break
+                try:
+                    await _reconcile(body, memo, steps, logger, retry_delay)
+                except kopf.TemporaryError as error:
+                    logger.warning("%s; trying again in %ss.", error, retry_delay)
+                    coordination.requeue[key] = retry_delay
+        finally:
+            if body.get("metadata", {}).get("deletionTimestamp"):
+                coordination.forget(key)
+
+    @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        owner = (body.get("metadata", {}).get("labels") or {}).get(OWNER_LABEL)
+        coordination: Coordination | None = memo.get("coordination")
+        if owner and coordination is not None:
+            coordination.wakeup((str(body.get("metadata", {}).get("namespace")), str(owner))).set()

@@ -1,0 +1,122 @@
+"""The objects a ModelDeployment owns: read, server-side apply only when changed, list, delete, logs.
+
+`apply` stamps each object with a hash of its desired content; an object that already carries the
+same hash is left alone, so the reconcile of a settled ModelDeployment sends no write at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from modeldeploy import GROUP
+from modeldeploy.k8s.errors import NotFoundError
+
+FIELD_MANAGER = "modeldeploy"
+APPLIED_HASH = f"{GROUP}/applied-hash"
+
+_COLLECTIONS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps",
+    ("v1", "Service"): "/api/v1/namespaces/{namespace}/services",
+    ("v1", "Pod"): "/api/v1/namespaces/{namespace}/pods",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments",
+    ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{namespace}/jobs",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies",
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets",
+}
+
+
+def collection_path(api_version: str, kind: str) -> str:
+    try:
+        return _COLLECTIONS[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"modeldeploy does not manage {kind}.{api_version}") from None
+
+
+def content_hash(obj: Mapping[str, Any]) -> str:
+    """A hash of everything we set on an object (the hash annotation itself left out)."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != APPLIED_HASH}
+    meta["annotations"] = annotations
+    document = {**obj, "metadata": meta}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = dict(obj.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_HASH: content_hash(obj)}
+    return {**obj, "metadata": meta}
+
+
+def is_current(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Whether the live object already carries what `desired` asks for."""
+    if live is None:
+        return False
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(APPLIED_HASH) == content_hash(desired))
+
+
+class Children:
+    """Typed-enough access to child objects through the shared API client of `KubeApi`."""
+
+    def __init__(self, call: Any, api_client: Any) -> None:
+        self._call = call
+        self._api_client = api_client
+
+    async def _request(self, path: str, method: str, **kwargs: Any) -> Any:
+        return await self._call(self._api_client.call_api, path, method, auth_settings=["BearerToken"],
+                                response_type="object", _return_http_data_only=True, **kwargs)
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        path = collection_path(api_version, kind).format(namespace=namespace) + f"/{name}"
+        try:
+            found: dict[str, Any] = await self._request(path, "GET")
+        except NotFoundError:
+            return None
+        return found
+
+    async def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        path = collection_path(api_version, kind).format(namespace=namespace)
+        found = await self._request(path, "GET", query_params=[("labelSelector", selector)])
+        return list(found.get("items") or [])
+
+    async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None = None,
+                    *, known: bool = False) -> tuple[dict[str, Any], bool]:
+        """Server-side apply `desired` unless the live object already matches; returns (object, written).
+
+        Pass `live` with `known=True` when the caller has just read it, to save a GET.
+        """
+        meta = desired["metadata"]
+        if not known:
+            live = await self.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        if live is not None and is_current(live, desired):
+            return dict(live), False
+        path = collection_path(desired["apiVersion"], desired["kind"]).format(namespace=meta["namespace"])
+        applied: dict[str, Any] = await self._request(
+            f"{path}/{meta['name']}", "PATCH", body=with_hash(desired),
+            header_params={"Content-Type": "application/apply-patch+yaml"},
+            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+        return applied, True
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete in the background (dependents by the garbage collector); False when already gone."""
+        path = collection_path(api_version, kind).format(namespace=namespace) + f"/{name}"
+        try:
+            await self._request(path, "DELETE", body={"propagationPolicy": "Background"})
+        except NotFoundError:
+            return False
+        return True
+
+    async def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 20) -> str:
+        """The last lines of a container's log; empty when it cannot be read."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        try:
+            text = await self._call(self._api_client.call_api, path, "GET", auth_settings=["BearerToken"],
+                                    query_params=[("container", container), ("tailLines", str(lines))],
+                                    response_type="str", _return_http_data_only=True, _preload_content=True)
+        except Exception:
+            return ""
+        return str(text or "")
