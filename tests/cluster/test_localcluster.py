@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, kubectl_json, wait_for
 from localcluster import LocalCluster, Settings
 from localcluster.network import link_names, netns_names, netns_prefix, veth_prefix
+from support import REPO, kubectl_json, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -163,6 +163,40 @@ def test_command_that_does_not_exist_gives_a_clear_waiting_reason(cluster: Local
     assert isinstance(state, dict)
     assert state["reason"] == "CreateContainerError"
     assert "no-such-command-here" in state["message"]
+
+
+def test_a_pod_reaches_the_api_server_with_its_service_account_token(cluster: LocalCluster, namespace: str) -> None:
+    # The pod's view: KUBERNETES_SERVICE_HOST/PORT, the projected token and CA at the usual path.
+    script = (
+        "import os, ssl, urllib.request\n"
+        "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "url = f\"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ['KUBERNETES_SERVICE_PORT']}\"\n"
+        "ctx = ssl.create_default_context(cafile=f'{sa}/ca.crt')\n"
+        "token = open(f'{sa}/token').read()\n"
+        "ns = open(f'{sa}/namespace').read()\n"
+        "req = urllib.request.Request(f'{url}/version', headers={'Authorization': f'Bearer {token}'})\n"
+        "with urllib.request.urlopen(req, context=ctx, timeout=10) as r:\n"
+        "    open('/dev/termination-log', 'w').write(f'{r.status} {ns}')\n"
+    )
+    assert apply(cluster, namespace, pod("api-client", ["python3", "-c", script])).returncode == 0
+    state = wait_for(lambda: terminated(cluster, namespace, "api-client"), timeout=60, message="the client to finish")
+    assert isinstance(state, dict)
+    assert state["exitCode"] == 0, state
+    assert state["message"] == f"200 {namespace}"
+
+
+def test_the_node_agent_keeps_running_pods_across_an_api_server_restart(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    assert apply(cluster, namespace, http_server_deployment("steady", 1)).returncode == 0
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/steady", "--timeout=90s")
+    cluster.restart_apiserver()
+    # The agent re-lists and re-watches: a pod created after the restart runs too.
+    assert apply(cluster, namespace, pod("after", ["sh", "-c", "echo after-restart > /dev/termination-log"])
+                 ).returncode == 0
+    state = wait_for(lambda: terminated(cluster, namespace, "after"), timeout=90, message="the new pod to run")
+    assert isinstance(state, dict) and state["message"] == "after-restart"
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/steady", "--timeout=30s")
 
 
 def container_init_pids(cluster: LocalCluster, namespace: str, selector: str) -> list[int]:

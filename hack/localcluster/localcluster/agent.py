@@ -98,6 +98,7 @@ class Container:
     started: bool = False
     backoff_until: float = 0.0
     backoff_seconds: float = 0.0
+    restart_pending: bool = False
     stop_probes: threading.Event = field(default_factory=threading.Event)
     kill_reason: str | None = None
     log_path: Path | None = None
@@ -217,10 +218,11 @@ class PodWorker(threading.Thread):
             if terminated:
                 if policy == "Never":
                     self.phase = "Failed"
-                    return False
-                if not self.restart_due(c):
-                    return False
-            self.start_container(pod, c)
+                else:
+                    self.schedule_restart(c)
+                return False
+            if self.restart_ready(c):
+                self.start_container(pod, c)
             return False
         return True
 
@@ -232,32 +234,34 @@ class PodWorker(threading.Thread):
             terminated = c.state.get("terminated")
             if terminated is not None:
                 failed = terminated["exitCode"] != 0
-                if policy == "Never" or (policy == "OnFailure" and not failed):
-                    continue
-                if not self.restart_due(c):
-                    continue
-            elif c.backoff_until > time.monotonic():
+                if policy == "Always" or (policy == "OnFailure" and failed):
+                    self.schedule_restart(c)
                 continue
-            self.start_container(pod, c)
+            if self.restart_ready(c):
+                self.start_container(pod, c)
 
-    def restart_due(self, c: Container) -> bool:
-        """Applies the kubelet's crash back-off (doubling, capped) before a restart."""
-        if c.backoff_until == 0.0:
-            ran_for = time.monotonic() - c.started_at
-            c.backoff_seconds = (
-                self.agent.backoff_base if ran_for > 600 or c.backoff_seconds == 0
-                else min(c.backoff_seconds * 2, self.agent.backoff_max)
-            )
-            c.backoff_until = time.monotonic() + c.backoff_seconds
-            c.last_state = {"terminated": c.state["terminated"]}
-            c.state = {"waiting": {"reason": "CrashLoopBackOff",
-                                  "message": f"back-off {int(c.backoff_seconds)}s restarting failed container "
-                                             f"{c.name} in pod {self.name}"}}
-            self.agent.event(self.pod, "Warning", "BackOff", f"Back-off restarting failed container {c.name}")
+    def schedule_restart(self, c: Container) -> None:
+        """The kubelet's crash back-off: wait (10s, doubling up to 5 min) before a restart, counted once."""
+        ran_for = time.monotonic() - c.started_at
+        c.backoff_seconds = (
+            self.agent.backoff_base if ran_for > 600 or c.backoff_seconds == 0
+            else min(c.backoff_seconds * 2, self.agent.backoff_max)
+        )
+        c.backoff_until = time.monotonic() + c.backoff_seconds
+        c.restart_pending = True
+        c.last_state = {"terminated": c.state["terminated"]}
+        c.state = {"waiting": {"reason": "CrashLoopBackOff",
+                              "message": f"back-off {int(c.backoff_seconds)}s restarting failed container "
+                                         f"{c.name} in pod {self.name}"}}
+        self.agent.event(self.pod, "Warning", "BackOff", f"Back-off restarting failed container {c.name}")
+
+    def restart_ready(self, c: Container) -> bool:
+        """Whether a waiting container may start now; a pending restart is counted when it does."""
         if time.monotonic() < c.backoff_until:
             return False
-        c.backoff_until = 0.0
-        c.restart_count += 1
+        if c.restart_pending:
+            c.restart_pending = False
+            c.restart_count += 1
         return True
 
     def update_phase(self, pod: Obj) -> None:

@@ -54,6 +54,7 @@ class LocalCluster:
         self.bridge = Bridge(s.bridge, s.pod_cidr)
         self.kubeconfig = str(self.dir / "kubeconfig")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.argv: dict[str, tuple[list[str], dict[str, str] | None]] = {}
         self.log = log
         self.timings: dict[str, float] = {}
 
@@ -74,6 +75,21 @@ class LocalCluster:
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args], capture_output=True,
                               text=True, check=check, input=input, timeout=timeout)
+
+    def claim_path(self, namespace: str, claim: str, timeout: float = 30) -> Path:
+        """The host directory behind a bound claim: how files are put on a volume of this cluster."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.kubectl("get", "pvc", claim, "-n", namespace, "-o", "jsonpath={.spec.volumeName}",
+                               check=False)
+            if out.returncode == 0 and out.stdout.strip():
+                volume = out.stdout.strip()
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"claim {namespace}/{claim} not bound after {timeout}s")
+            time.sleep(0.2)
+        path = self.kubectl("get", "pv", volume, "-o", "jsonpath={.spec.hostPath.path}").stdout.strip()
+        return Path(path)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": self.kubeconfig}
@@ -194,7 +210,16 @@ class LocalCluster:
         for d in ("etcd", "pods", "volumes", "logs"):
             shutil.rmtree(self.dir / d, ignore_errors=True)
 
+    def restart_apiserver(self) -> None:
+        """Stops kube-apiserver and starts it again (clients must re-list and re-watch)."""
+        process = self.processes["kube-apiserver"]
+        process.terminate()
+        process.wait(timeout=60)
+        self.spawn("kube-apiserver", *self.argv["kube-apiserver"])
+        self.wait_ready(self.kubeconfig)
+
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.argv[name] = (argv, env)
         logfile = open(self.dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         self.processes[name] = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=None if self.log else logfile, stderr=logfile,
