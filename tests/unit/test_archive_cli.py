@@ -175,3 +175,67 @@ def test_the_termination_message_stays_within_the_kubernetes_limit() -> None:
     shortened = json.loads(text)
     assert shortened["inputsDigest"] == "a" * 64
     assert shortened["warnings"][-1] == "(more warnings in the build log)"
+
+
+def test_sigterm_during_a_build_removes_the_staging_area(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    weights = tmp_path / "model.pt"
+    with weights.open("wb") as handle:
+        for _ in range(96):
+            handle.write(os.urandom(1 << 20))  # incompressible: deflate level 9 takes seconds
+    (tmp_path / "handler.py").write_text("def handle(data, context):\n    return data\n")
+    store = tmp_path / "store"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modeldeploy.archives.cli",
+            "archive",
+            "build",
+            "--model-name",
+            "big",
+            "--version",
+            "1",
+            "--serialized-file",
+            str(weights),
+            "--handler",
+            str(tmp_path / "handler.py"),
+            "--archive-format",
+            "zip",
+            "--deflate-level",
+            "9",
+            "--store",
+            str(store),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if [p for p in store.glob(".staging/build-*/*/big.mar") if p.stat().st_size > 1 << 20]:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in store.iterdir()) == []
+
+
+def test_source_date_epoch_sets_created_on_and_a_bad_value_is_refused(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    built = json.loads(run(*build_args(inputs, tmp_path / "store")).stdout)
+    manifest = subprocess.run(
+        ["unzip", "-p", built["uri"].removeprefix("file://"), "MAR-INF/MANIFEST.json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(manifest)["createdOn"] == "14/11/2023 22:13:20"
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    done = run(*build_args(inputs, tmp_path / "store"))
+    assert done.returncode == 2 and "SOURCE_DATE_EPOCH: 'yesterday' refused" in done.stderr

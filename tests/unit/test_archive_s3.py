@@ -212,3 +212,110 @@ def test_verify_reports_a_missing_s3_artifact(s3: tuple[S3Config, Any]) -> None:
     config, _ = s3
     with pytest.raises(IntegrityError, match="no such artifact"):
         verify("s3://artifacts/none/iris.mar", "0" * 64, s3=config)
+
+
+def test_the_cli_builds_into_s3_with_credentials_from_the_environment(
+    s3: tuple[S3Config, Any], inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    config, client = s3
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "AWS_REGION": "us-east-1",
+        "MODELDEPLOY_S3_ADDRESSING_STYLE": "path",
+    }
+    endpoint = ["--s3-endpoint", str(config.endpoint_url)]
+    client.upload_file(str(inputs["handler"]), "sources", "code/handler.py")
+    work = tmp_path / "work"
+    work.mkdir()
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modeldeploy.archives.cli",
+            "archive",
+            "build",
+            "--model-name",
+            "iris",
+            "--version",
+            "1",
+            "--serialized-file",
+            str(inputs["weights"]),
+            "--handler",
+            "s3://sources/code/handler.py",
+            "--archive-format",
+            "zip-store",
+            "--store",
+            "s3://artifacts/cli",
+            "--work-dir",
+            str(work),
+            *endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert build.returncode == 0, build.stderr
+    result = json.loads(build.stdout)
+    assert result["uri"] == f"s3://artifacts/cli/{result['inputsDigest']}/iris.mar"
+    assert list(work.iterdir()) == []  # the download of the S3 handler was removed
+
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modeldeploy.archives.cli",
+            "archive",
+            "verify",
+            result["uri"],
+            "--sha256",
+            result["sha256"],
+            *endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    no_credentials = {key: value for key, value in env.items() if not key.startswith("AWS_")}
+    denied = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modeldeploy.archives.cli",
+            "archive",
+            "verify",
+            result["uri"],
+            "--sha256",
+            result["sha256"],
+            *endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        env={**no_credentials, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"},
+        timeout=120,
+    )
+    assert denied.returncode == 1
+
+
+def test_a_missing_store_bucket_is_a_build_failure_not_a_refusal(
+    s3: tuple[S3Config, Any], inputs: dict[str, Path]
+) -> None:
+    from modeldeploy.archives import BuildFailed
+
+    config, _ = s3
+    request = ArchiveRequest(
+        model_name="iris",
+        version="1",
+        serialized_file=Source(str(inputs["weights"])),
+        handler=Source(str(inputs["handler"])),
+    )
+    with pytest.raises(BuildFailed, match="s3://no-such-bucket/models"):
+        build_archive(request, S3Store("s3://no-such-bucket/models", config=config))

@@ -391,6 +391,11 @@ def build_archive(request: ArchiveRequest, store: Store | str, settings: BuildSe
         raise
     except OSError as error:
         raise BuildFailed(f"building {request.model_name} in {target.describe()} failed: {error}") from error
+    except Exception as error:
+        # The object store's client errors (botocore) are failures of the store, not of the inputs.
+        if type(error).__module__.startswith(("botocore", "boto3", "urllib3")):
+            raise BuildFailed(f"building {request.model_name} in {target.describe()} failed: {error}") from error
+        raise
 
 
 def _result(record: dict[str, Any], uri: str, key: str, started: float, *, reused: bool) -> ArchiveResult:

@@ -56,6 +56,8 @@ def _add_s3_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("S3 (credentials come from AWS_* environment variables, never flags)")
     group.add_argument(
         "--s3-endpoint-url",
+        "--s3-endpoint",
+        dest="s3_endpoint_url",
         help="S3 API endpoint (default: MODELDEPLOY_S3_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or AWS)",
     )
     group.add_argument("--s3-region", help="region (default: AWS_REGION / AWS_DEFAULT_REGION)")

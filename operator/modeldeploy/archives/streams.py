@@ -19,8 +19,9 @@ from typing import Protocol
 
 from modeldeploy.archives.errors import BuildFailed, InputChanged, SizeLimitExceeded
 
-CHUNK_BYTES = 4 << 20
-PIPELINE_BUFFERS = 3
+# 256 KiB: a buffer that stays in the CPU cache between read, hash and write (4 MiB is twice as slow).
+CHUNK_BYTES = 256 << 10
+PIPELINE_BUFFERS = 4
 
 Bytes = bytes | bytearray | memoryview
 
