@@ -7,9 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/hack/localcluster
 
-.PHONY: setup system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e demo bench-archive clean
+.PHONY: setup tools system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e demo bench-archive clean
 
-setup: system-packages $(STAMP) cluster-build
+setup: system-packages $(STAMP) cluster-build tools
+
+tools:
+	@bash hack/install-helm.sh >/dev/null
 
 system-packages:
 	@bash hack/install-system-packages.sh

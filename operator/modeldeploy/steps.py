@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from modeldeploy import serving
 from modeldeploy.archivejob import OperatorImage, archive_status, build_job, job_name, job_outcome
-from modeldeploy.conditions import ConditionState, ConditionType, Phase, Reason, Verdict
+from modeldeploy.conditions import ConditionState, ConditionType, EventNote, Phase, Reason, Verdict
 from modeldeploy.serving.plan import Role
 from modeldeploy.servingplan import serving_plan
 
@@ -77,7 +77,11 @@ async def ensure_archive(ctx: ReconcileContext, children: ChildAccess, runtime: 
                           f"Archive build Job {name} failed ({outcome.reason}): {message}. "
                           f"Fix the spec, or delete the Job to build again.", degraded=True)
     assert outcome.result is not None
-    ctx.fields["archive"] = archive_status(outcome.result, md, ctx.revision.short, key)
+    ctx.fields["archive"] = archive = archive_status(outcome.result, md, ctx.revision.short, key)
+    verb = "reused from the store" if archive["reused"] else "built"
+    ctx.notes.append(EventNote("Normal", Reason.ARCHIVE_READY,
+                               f"Archive {archive['sha256'][:12]} {verb}: {archive['uri']}"))
+    ctx.notes.extend(EventNote("Warning", "ArchiveWarning", str(w)) for w in outcome.result.get("warnings") or [])
     return None
 
 
@@ -99,6 +103,22 @@ def _pod_problem(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
                 line = serving.model_load_failure(str(terminated.get("message") or ""))
                 if line:
                     return Reason.MODEL_LOAD_FAILED, f"pod {pod['metadata']['name']}: {line}"
+    return None
+
+
+async def _load_failure_in_logs(children: ChildAccess, namespace: str,
+                                pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """TorchServe retries a model that fails to load instead of exiting: its log says why, early."""
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            if container.get("name") != serving.SERVING_CONTAINER or container.get("ready"):
+                continue
+            if "running" not in (container.get("state") or {}):
+                continue
+            tail = await children.pod_log_tail(namespace, pod["metadata"]["name"], serving.SERVING_CONTAINER, 200)
+            line = serving.model_load_failure(tail)
+            if line:
+                return Reason.MODEL_LOAD_FAILED, f"pod {pod['metadata']['name']}: {line}"
     return None
 
 
@@ -141,7 +161,7 @@ async def ensure_serving(ctx: ReconcileContext, children: ChildAccess, runtime: 
         return None
     selector = f"{serving_selector(md.name, role)},modeldeploy.dev/revision={ctx.revision.short}"
     pods = await children.list("v1", "Pod", md.namespace, selector)
-    problem = _pod_problem(pods)
+    problem = _pod_problem(pods) or await _load_failure_in_logs(children, md.namespace, pods)
     if problem is not None:
         reason, message = problem
         return Verdict.of(Phase.DEGRADED, reason, message, degraded=True, progressing=True,

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from conftest import wait_for
 from localcluster import LocalCluster
+from support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "manifests" / "samples"

@@ -53,7 +53,9 @@ class Cluster(Protocol):
 class ReconcileContext:
     """What every step sees: the parsed object, its current status, its digests, the cluster.
 
-    Steps add the status fields they own (for example `archive`) to `fields`.
+    Steps add the status fields they own (for example `archive`) to `fields`, and Events about what
+    they found (for example a build's warnings) to `notes`; notes are posted with the status write
+    that records them, so a settled object posts nothing again.
     """
 
     deployment: ModelDeployment
@@ -62,6 +64,7 @@ class ReconcileContext:
     build_key: Digest
     cluster: Cluster
     fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    notes: list[EventNote] = dataclasses.field(default_factory=list)
 
 
 Step = Callable[[ReconcileContext], Awaitable[Verdict | None]]
@@ -116,6 +119,7 @@ class Outcome:
     verdict: Verdict
     generation: int
     fields: Mapping[str, Any]
+    notes: tuple[EventNote, ...] = ()
 
 
 async def reconcile(body: Mapping[str, Any], cluster: Cluster, steps: Sequence[Step]) -> Outcome:
@@ -137,8 +141,8 @@ async def reconcile(body: Mapping[str, Any], cluster: Cluster, steps: Sequence[S
     for step in steps:
         verdict = await step(ctx)
         if verdict is not None:
-            return Outcome(verdict, generation, ctx.fields)
-    return Outcome(settled_verdict(ctx), generation, ctx.fields)
+            return Outcome(verdict, generation, ctx.fields, tuple(ctx.notes))
+    return Outcome(settled_verdict(ctx), generation, ctx.fields, tuple(ctx.notes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,5 +177,5 @@ async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, steps:
             continue
         except NotFoundError:
             return Report(outcome, False, ())
-        return Report(outcome, True, tuple(transition_events(current_status, desired)))
+        return Report(outcome, True, (*transition_events(current_status, desired), *outcome.notes))
     raise ConflictError(409, "Conflict", f"status write lost {MAX_CONFLICT_RETRIES} races in a row")

@@ -26,7 +26,7 @@ from modeldeploy.serving.plan import (
     ServingPorts,
     owner_reference,
 )
-from modeldeploy.serving.workload import build_deployment, container_env
+from modeldeploy.serving.workload import SERVING_CONTAINER, VERIFY_CONTAINER, build_deployment, container_env
 
 
 def build_objects(plan: ServingPlan) -> list[dict[str, Any]]:
@@ -49,6 +49,8 @@ __all__ = [
     "LOAD_FAILURE_AWK",
     "LOG4J2_XML",
     "READY",
+    "SERVING_CONTAINER",
+    "VERIFY_CONTAINER",
     "ArchiveRef",
     "ModelConfig",
     "NetworkPolicyOptions",

@@ -1,0 +1,131 @@
+"""`make demo`: the product's main job on the local cluster, end to end.
+
+Starts the cluster, installs the CRD, puts the iris model's files on a claim, runs the operator,
+applies the iris sample and prints the ModelDeployment's status as it changes, then asks every
+serving pod for predictions. Everything is removed at the end (--keep waits for Ctrl-C first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from localcluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACE = "demo"
+FLOWERS = {"setosa-like": [5.1, 3.5, 1.4, 0.2], "versicolor-like": [6.0, 2.9, 4.5, 1.5],
+           "virginica-like": [6.7, 3.0, 5.2, 2.3]}
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def status_line(cluster: LocalCluster) -> str:
+    out = cluster.kubectl("get", "mdep", "iris", "-n", NAMESPACE, "-o", "json", check=False)
+    if out.returncode != 0:
+        return "(not found)"
+    status = json.loads(out.stdout).get("status") or {}
+    if not status:
+        return "(no status yet)"
+    ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+    return f"{status.get('phase', '-'):<10} {ready.get('reason', '-')}: {ready.get('message', '')}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="keep the cluster running until Ctrl-C")
+    args = parser.parse_args()
+
+    say("== starting the local cluster (control plane built from upstream Kubernetes + node agent)")
+    with LocalCluster() as cluster:
+        say(f"   ready in {cluster.timings['cluster_ready']:.1f}s; KUBECONFIG={cluster.kubeconfig}")
+        say("== installing the ModelDeployment CRD")
+        cluster.kubectl("apply", "-f", str(REPO / "manifests/crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.dev")
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        claims = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": n},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+                  for n in ("models", "model-store")]
+        cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(claims))
+
+        say("== training the iris classifier (scikit-learn's iris data, TorchScript) onto the claim 'models'")
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, str(REPO / "model_archives/iris/train.py"), "--out", tmp,
+                            "--version", "v1"], check=True, capture_output=True)
+            root = cluster.claim_path(NAMESPACE, "models")
+            (root / "iris/1").mkdir(parents=True)
+            shutil.copy(Path(tmp) / "model.pt", root / "iris/1/model.pt")
+            for name in ("handler.py", "index_to_name.json"):
+                shutil.copy(Path(tmp) / name, root / "iris" / name)
+            for path in root.rglob("*"):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+
+        say("== starting the operator: modeldeploy operator --namespace demo")
+        log_path = cluster.dir / "logs" / "operator.log"
+        with open(log_path, "ab") as log:
+            operator = subprocess.Popen([sys.executable, "-m", "modeldeploy", "operator", "--namespace", NAMESPACE],
+                                        env={**cluster.env(), "POD_NAMESPACE": "modeldeploy-system"},
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            sample = yaml.safe_load((REPO / "manifests/samples/iris.yaml").read_text())
+            # Sized for this 2-core machine: two replicas with small requests.
+            sample["spec"]["serving"]["replicas"] = 2
+            sample["spec"]["serving"]["resources"] = {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                                      "limits": {"memory": "2Gi"}}
+            say("== kubectl apply -f manifests/samples/iris.yaml (2 replicas, 100m CPU each)")
+            started = time.monotonic()
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(sample))
+            last = ""
+            while time.monotonic() - started < 300:
+                line = status_line(cluster)
+                if line != last:
+                    say(f"   {time.monotonic() - started:6.1f}s  {line}")
+                    last = line
+                if line.startswith(("Healthy", "Failed", "Degraded")):
+                    break
+                time.sleep(0.5)
+            elapsed = time.monotonic() - started
+            if not last.startswith("Healthy"):
+                say(f"!! not Healthy after {elapsed:.0f}s; operator log: {log_path}")
+                return 1
+            say(f"== Ready {elapsed:.1f}s after kubectl apply")
+            say(cluster.kubectl("get", "mdep,deploy,pods,svc", "-n", NAMESPACE).stdout)
+            slices = json.loads(cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
+                                                "kubernetes.io/service-name=iris", "-o", "json").stdout)["items"]
+            addresses = [a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]]
+            say("== predictions from every pod behind the Service 'iris'")
+            for address in addresses:
+                body = json.dumps({"data": list(FLOWERS.values())}).encode()
+                request = urllib.request.Request(f"http://{address}:8080/predictions/iris", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    labels = json.loads(response.read())["labels"]
+                say(f"   {address}: " + ", ".join(f"{k} -> {v}" for k, v in zip(FLOWERS, labels, strict=True)))
+            if args.keep:
+                say(f"== keeping the cluster: export KUBECONFIG={cluster.kubeconfig}; Ctrl-C ends it")
+                done = threading.Event()
+                signal.signal(signal.SIGINT, lambda *_: done.set())
+                signal.signal(signal.SIGTERM, lambda *_: done.set())
+                done.wait()
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+        say("== removing everything")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The Helm chart installs the same operator as manifests/, and the installed operator works."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from localcluster import LocalCluster
+from support import REPO, kubectl_json, wait_for
+
+CHART = REPO / "charts" / "modeldeploy-operator"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return subprocess.run(["bash", str(REPO / "hack/install-helm.sh")], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def render(helm: str, *args: str) -> list[dict]:  # type: ignore[type-arg]
+    out = subprocess.run([helm, "template", "md", str(CHART), "-n", "modeldeploy-system", *args], check=True,
+                         capture_output=True, text=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_the_charts_crd_is_the_one_source() -> None:
+    source = REPO / "manifests/crds/modeldeploy.dev_modeldeployments.yaml"
+    assert (CHART / "crds" / source.name).read_bytes() == source.read_bytes()
+
+
+def test_the_charts_rbac_grants_exactly_what_the_manifests_grant(helm: str) -> None:
+    rendered = [d for d in render(helm) if d["kind"] == "ClusterRole"]
+    manifests = yaml.safe_load((REPO / "manifests/rbac/cluster_role.yaml").read_text())
+    assert [r["rules"] for r in rendered] == [manifests["rules"]]
+    with_check = {d["metadata"]["name"] for d in render(helm, "--set", "secretReferenceCheck=true")
+                  if d["kind"] == "ClusterRole"}
+    assert "md-modeldeploy-secret-reference-check" in with_check
+
+
+def test_helm_install_runs_an_operator_that_posts_status(cluster: LocalCluster, helm: str, namespace: str) -> None:
+    system = "modeldeploy-system"
+    cluster.kubectl("create", "namespace", system, check=False)
+    cluster.kubectl("label", "namespace", system, "pod-security.kubernetes.io/enforce=restricted", "--overwrite")
+    env = cluster.env()
+    install = subprocess.run([helm, "install", "md", str(CHART), "-n", system, "--set", "resyncSeconds=5",
+                              "--wait", "--timeout", "120s"], env=env, capture_output=True, text=True)
+    try:
+        assert install.returncode == 0, install.stderr
+        deployment = kubectl_json(cluster, "get", "deployment", "modeldeploy-operator", "-n", system)
+        assert deployment["status"]["availableReplicas"] == 1
+
+        # The in-cluster operator (service-account login) reports a missing claim on a new object.
+        sample = yaml.safe_load((REPO / "manifests/samples/iris.yaml").read_text())
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sample))
+
+        def degraded_reason() -> str | None:
+            status = kubectl_json(cluster, "get", "mdep", "iris", "-n", namespace).get("status") or {}
+            return next((c["reason"] for c in status.get("conditions") or [] if c["type"] == "Degraded"), None)
+
+        assert wait_for(degraded_reason, timeout=60, message="status from the installed operator") == (
+            "ReferenceNotFound")
+        cluster.kubectl("delete", "mdep", "iris", "-n", namespace, "--timeout=60s")
+    finally:
+        subprocess.run([helm, "uninstall", "md", "-n", system, "--wait"], env=env, capture_output=True)
