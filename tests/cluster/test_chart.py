@@ -47,7 +47,10 @@ def test_helm_install_runs_an_operator_that_posts_status(cluster: LocalCluster, 
     install = subprocess.run([helm, "install", "md", str(CHART), "-n", system, "--set", "resyncSeconds=5",
                               "--wait", "--timeout", "120s"], env=env, capture_output=True, text=True)
     try:
-        assert install.returncode == 0, install.stderr
+        assert install.returncode == 0, "\n".join([
+            install.stderr, cluster.kubectl("get", "pods,events", "-n", system, check=False).stdout,
+            cluster.kubectl("logs", "-n", system, "deploy/modeldeploy-operator", "--tail=30", check=False).stdout,
+            (cluster.dir / "logs" / "node-agent.log").read_text(errors="replace")[-3000:]])
         deployment = kubectl_json(cluster, "get", "deployment", "modeldeploy-operator", "-n", system)
         assert deployment["status"]["availableReplicas"] == 1
 

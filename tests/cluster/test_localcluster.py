@@ -195,7 +195,7 @@ def test_the_node_agent_keeps_running_pods_across_an_api_server_restart(
     assert apply(cluster, namespace, pod("after", ["sh", "-c", "echo after-restart > /dev/termination-log"])
                  ).returncode == 0
     state = wait_for(lambda: terminated(cluster, namespace, "after"), timeout=90, message="the new pod to run")
-    assert isinstance(state, dict) and state["message"] == "after-restart"
+    assert isinstance(state, dict) and state["message"].strip() == "after-restart"
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/steady", "--timeout=30s")
 
 

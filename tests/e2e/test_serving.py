@@ -252,3 +252,20 @@ def test_a_settled_deployment_makes_no_writes_and_deleting_it_removes_every_chil
              timeout=90, message="every child to be deleted")
     wait_for(lambda: not any((cluster.dir / "pods" / uid).exists() for uid in pod_uids), timeout=60,
              message="every pod's processes and files to be gone")
+
+
+def test_pickled_weights_are_packaged_with_a_warning_event(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
+) -> None:
+    import torch
+
+    torch.save({"weight": torch.zeros(3, 4)}, models / "iris" / "state_dict.pt")  # a pickle, not TorchScript
+    (models / "iris" / "state_dict.pt").chmod(0o644)
+    apply(cluster, namespace, iris(replicas=1, model__serializedFile={"uri": "pvc://models/iris/state_dict.pt"}))
+    body = wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("archive") else None)(mdep(cluster, namespace)),
+                    timeout=120, message="the archive to be recorded")
+    assert isinstance(body, dict)
+    events = kubectl_json(cluster, "get", "events", "-n", namespace, "--field-selector",
+                          "involvedObject.name=iris")["items"]
+    warnings = [e["message"] for e in events if e["type"] == "Warning" and e["reason"] == "ArchiveWarning"]
+    assert warnings and any("safetensors" in w or "TorchScript" in w for w in warnings), events

@@ -110,7 +110,9 @@ class Container:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        # Cleared by the exit watcher only after it recorded the terminated state: a process that has
+        # just exited still counts as running, so it is never started a second time in between.
+        return self.process is not None
 
 
 class PodWorker(threading.Thread):
@@ -166,13 +168,27 @@ class PodWorker(threading.Thread):
                 self.report_status()
                 self.wakeup.wait(0.25)
                 self.wakeup.clear()
-        except Exception:
+        except Exception as error:
+            # Never run a pod twice: stop it, report it Failed, and stay registered until it is deleted.
             log.exception("pod worker %s failed", self.name)
             with contextlib.suppress(Exception):
                 self.kill_all(grace=0)
                 self.teardown()
+            self.phase = "Failed"
+            self.sandbox_message = f"node agent error: {error}"
+            with contextlib.suppress(Exception):
+                self.report_status()
+            self.await_deletion()
         finally:
             self.agent.worker_done(self.uid)
+
+    def await_deletion(self) -> None:
+        while not self.gone and not self.pod["metadata"].get("deletionTimestamp"):
+            self.wakeup.wait(1)
+            self.wakeup.clear()
+        if not self.gone:
+            with contextlib.suppress(Exception):
+                self.terminate(self.pod)
 
     def sync(self, pod: Obj) -> None:
         if not self.sandbox_ready:
@@ -609,7 +625,7 @@ class PodWorker(threading.Thread):
         if self.pod_ip and self.phase not in ("Succeeded", "Failed"):
             status["podIP"] = self.pod_ip
             status["podIPs"] = [{"ip": self.pod_ip}]
-        if self.sandbox_message and not self.sandbox_ready:
+        if self.sandbox_message and (not self.sandbox_ready or self.phase == "Failed"):
             status["message"] = self.sandbox_message
         return status
 

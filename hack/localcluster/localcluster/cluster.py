@@ -188,7 +188,7 @@ class LocalCluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        self.clean_leftovers()
+        self.clean_leftovers(keep_logs=True)
 
     # ---- pieces -------------------------------------------------------------------------------------
     def service_ip(self) -> str:
@@ -196,8 +196,10 @@ class LocalCluster:
 
         return str(next(ipaddress.ip_network(self.settings.service_cidr).hosts()))
 
-    def clean_leftovers(self) -> None:
-        """Kills any process of a previous run, removes namespaces, veths, bridge and cluster data."""
+    def clean_leftovers(self, keep_logs: bool = False) -> None:
+        """Kills any process of a previous run, removes namespaces, veths, bridge and cluster data.
+
+        With `keep_logs`, the components' logs stay for a post-mortem until the next start."""
         pidfile = self.dir / "pids.json"
         if pidfile.exists():
             with contextlib.suppress(ValueError, OSError):
@@ -207,14 +209,19 @@ class LocalCluster:
             pidfile.unlink(missing_ok=True)
         kill_pod_processes(self.dir)
         remove_leftovers(self.settings.bridge)
-        for d in ("etcd", "pods", "volumes", "logs"):
+        for d in ("etcd", "pods", "volumes", *(() if keep_logs else ("logs",))):
             shutil.rmtree(self.dir / d, ignore_errors=True)
 
     def restart_apiserver(self) -> None:
         """Stops kube-apiserver and starts it again (clients must re-list and re-watch)."""
         process = self.processes["kube-apiserver"]
         process.terminate()
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # Open watches can hold a graceful shutdown for long; a crash is a restart too.
+            process.kill()
+            process.wait()
         self.spawn("kube-apiserver", *self.argv["kube-apiserver"])
         self.wait_ready(self.kubeconfig)
 
