@@ -66,9 +66,11 @@ async def ensure_archive(ctx: ReconcileContext, children: ChildAccess, runtime: 
     pods = await children.list("v1", "Pod", md.namespace, f"job-name={name}")
     outcome = job_outcome(job, pods)
     if outcome.state == "running":
+        stuck = _waiting_problem(pods)
+        message = f"Building the archive of revision {ctx.revision.short} in Job {name}"
         return Verdict.of(Phase.BUILDING, Reason.ARCHIVE_BUILDING,
-                          f"Building the archive of revision {ctx.revision.short} in Job {name}",
-                          progressing=True, requeue_after=POLL_SECONDS)
+                          f"{message}; its pod cannot start: {stuck}" if stuck else message,
+                          progressing=True, degraded=stuck is not None, requeue_after=POLL_SECONDS)
     if outcome.state == "failed":
         message = outcome.message
         if not message and pods:
@@ -82,6 +84,21 @@ async def ensure_archive(ctx: ReconcileContext, children: ChildAccess, runtime: 
     ctx.notes.append(EventNote("Normal", Reason.ARCHIVE_READY,
                                f"Archive {archive['sha256'][:12]} {verb}: {archive['uri']}"))
     ctx.notes.extend(EventNote("Warning", "ArchiveWarning", str(w)) for w in outcome.result.get("warnings") or [])
+    return None
+
+
+START_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError",
+                  "CreateContainerConfigError", "RunContainerError")
+
+
+def _waiting_problem(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a pod's container cannot start (an image that cannot be pulled, a bad config), if it cannot."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in START_FAILURES:
+                return f"{waiting['reason']}: {waiting.get('message', '')}".strip()
     return None
 
 
@@ -173,8 +190,11 @@ async def ensure_serving(ctx: ReconcileContext, children: ChildAccess, runtime: 
     status = deployment.get("status") or {}
     message = (f"Revision {ctx.revision.short}: {status.get('availableReplicas', 0)}/{replicas} pods ready "
                f"in Deployment {md.name}-{role}")
-    return Verdict.of(Phase.DEPLOYING, Reason.PODS_NOT_READY, message, progressing=True, overrides=(archive_ok,),
-                      requeue_after=POLL_SECONDS)
+    stuck = _waiting_problem(pods)
+    if stuck:
+        message = f"{message}; a pod cannot start: {stuck}"
+    return Verdict.of(Phase.DEPLOYING, Reason.PODS_NOT_READY, message, progressing=True, degraded=stuck is not None,
+                      overrides=(archive_ok,), requeue_after=POLL_SECONDS)
 
 
 def serving_selector(name: str, role: Role) -> str:

@@ -199,6 +199,23 @@ def test_the_node_agent_keeps_running_pods_across_an_api_server_restart(
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/steady", "--timeout=30s")
 
 
+def test_commands_stay_available_under_a_volume_mounted_over_their_directory(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    # Commands come from the host (no images); a volume over a parent of their directory must not hide them.
+    parent = str(REPO.parent)
+    check = pod("shadowed", ["sh", "-c", "python3 -c 'import modeldeploy' && ls /shadow-test > /dev/termination-log"],
+                volumes=[{"name": "scratch", "emptyDir": {}}],
+                container={"volumeMounts": [{"name": "scratch", "mountPath": parent},
+                                            {"name": "scratch", "mountPath": "/shadow-test"}]})
+    assert apply(cluster, namespace, check).returncode == 0
+    state = wait_for(lambda: terminated(cluster, namespace, "shadowed"), timeout=60, message="the pod to finish")
+    assert isinstance(state, dict)
+    assert state["exitCode"] == 0, state
+    # The volume is really there: the repository's folder was made inside it to keep the sources visible.
+    assert REPO.name in state["message"]
+
+
 def container_init_pids(cluster: LocalCluster, namespace: str, selector: str) -> list[int]:
     pids = []
     for item in kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", selector)["items"]:

@@ -445,6 +445,7 @@ class PodWorker(threading.Thread):
             "groups": groups,
             "noNewPrivs": csc.get("allowPrivilegeEscalation") is False,
             "workingDir": spec.get("workingDir") or "/",
+            "imagePaths": self.agent.image_paths,
             "env": env,
             "argv": argv,
             "pidFile": str(cdir / "pid"),
@@ -945,7 +946,7 @@ class Volumes:
 
 class NodeAgent:
     def __init__(self, kubeconfig: str, node_name: str, state_dir: Path, bridge: Bridge,
-                 api_host: str, api_port: int) -> None:
+                 api_host: str, api_port: int, image_paths: list[str] | None = None) -> None:
         config.load_kube_config(kubeconfig)
         self.api = client.ApiClient()
         self.core = client.CoreV1Api(self.api)
@@ -953,6 +954,8 @@ class NodeAgent:
         self.state_dir = state_dir
         self.bridge = bridge
         self.api_host, self.api_port = api_host, api_port
+        # What stands in for container images: commands run from these host directories.
+        self.image_paths = sorted({os.path.realpath(p) for p in image_paths or []} | {sys.prefix})
         self.workers: dict[str, PodWorker] = {}
         self.workers_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -1202,11 +1205,14 @@ def main() -> None:
     parser.add_argument("--pod-cidr", default="10.244.0.0/16")
     parser.add_argument("--api-port", type=int, default=6443)
     parser.add_argument("--pki-dir", help="serve the kubelet's log API with kubelet.crt/key from here")
+    parser.add_argument("--image-path", action="append", default=[],
+                        help="a host directory containers run commands from (kept visible under volumes)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bridge = Bridge(args.bridge, args.pod_cidr)
     bridge.up()
-    agent = NodeAgent(args.kubeconfig, args.node_name, Path(args.state_dir), bridge, bridge.gateway, args.api_port)
+    agent = NodeAgent(args.kubeconfig, args.node_name, Path(args.state_dir), bridge, bridge.gateway, args.api_port,
+                      args.image_path)
 
     def stop(_signum: int, _frame: object) -> None:
         agent.shutdown()

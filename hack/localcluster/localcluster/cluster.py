@@ -170,6 +170,7 @@ class LocalCluster:
             sys.executable, "-m", "localcluster.agent", "--kubeconfig", agent_kc,
             "--node-name", s.node_name, "--state-dir", str(self.dir), "--bridge", s.bridge,
             "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port), "--pki-dir", str(self.pki.dir),
+            "--image-path", str(REPO),
         ], env={**os.environ, "PYTHONPATH": str(HERE.parent)})
         self.wait_node_ready()
         self.timings["cluster_ready"] = time.monotonic() - t1

@@ -145,6 +145,13 @@ def build_root(cfg: dict) -> str:  # type: ignore[type-arg]
         target = in_root(root, m["path"])
         make_mountpoint(target, is_file=m.get("file", False))
         bind(m["source"], target, read_only=m.get("readOnly", False))
+    # The host directories that stand in for the image (the Python environment, the sources) stay
+    # visible even where a volume is mounted over one of their parents, as /tmp often is.
+    for path in cfg.get("imagePaths", []):
+        if any(path == m["path"] or path.startswith(m["path"].rstrip("/") + "/") for m in cfg["mounts"]):
+            target = in_root(root, path)
+            os.makedirs(target, exist_ok=True)
+            bind(path, target, read_only=True, recursive=True)
     if cfg.get("readOnlyRoot"):
         mount("none", root, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     return root
