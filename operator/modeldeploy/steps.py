@@ -123,6 +123,14 @@ def _pod_problem(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
+async def _remove_old_revisions(children: ChildAccess, namespace: str, name: str, revision: str) -> None:
+    """Once every pod serves `revision`, the ConfigMaps of earlier revisions have no reader left."""
+    selector = (f"app.kubernetes.io/managed-by=modeldeploy,modeldeploy.dev/deployment={name},"
+                f"modeldeploy.dev/revision,modeldeploy.dev/revision!={revision}")
+    for old in await children.list("v1", "ConfigMap", namespace, selector):
+        await children.delete("v1", "ConfigMap", namespace, old["metadata"]["name"])
+
+
 async def _load_failure_in_logs(children: ChildAccess, namespace: str,
                                 pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     """TorchServe retries a model that fails to load instead of exiting: its log says why, early."""
@@ -175,6 +183,7 @@ async def ensure_serving(ctx: ReconcileContext, children: ChildAccess, runtime: 
     archive_ok = _archive_ok(ctx, f"Archive {archive.get('sha256', '')[:12]} is in {archive.get('uri')}")
     assert deployment is not None
     if _deployment_ready(deployment, replicas):
+        await _remove_old_revisions(children, md.namespace, md.name, ctx.revision.short)
         return None
     selector = f"{serving_selector(md.name, role)},modeldeploy.dev/revision={ctx.revision.short}"
     pods = await children.list("v1", "Pod", md.namespace, selector)

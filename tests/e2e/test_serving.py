@@ -269,3 +269,24 @@ def test_pickled_weights_are_packaged_with_a_warning_event(
                           "involvedObject.name=iris")["items"]
     warnings = [e["message"] for e in events if e["type"] == "Warning" and e["reason"] == "ArchiveWarning"]
     assert warnings and any("safetensors" in w or "TorchScript" in w for w in warnings), events
+
+
+def test_a_new_revision_replaces_the_stable_one_and_leaves_no_old_configuration(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
+) -> None:
+    apply(cluster, namespace, iris(replicas=1))
+    first = wait_phase(cluster, namespace, "Healthy", timeout=240)
+    apply(cluster, namespace, iris(replicas=1, model__config={"batchSize": 4, "maxBatchDelayMs": 10}))
+
+    def served_revision() -> str | None:
+        status = mdep(cluster, namespace).get("status") or {}
+        healthy = status.get("phase") == "Healthy" and status.get("stableRevision") != first["status"]["revision"]
+        return str(status["stableRevision"]) if healthy else None
+
+    revision = wait_for(served_revision, timeout=240, interval=0.5, message="the new revision to be served")
+    configmaps = wait_for(lambda: (lambda names: names if len(names) == 1 else None)(
+        [c["metadata"]["name"] for c in kubectl_json(cluster, "get", "configmaps", "-n", namespace,
+                                                        "-l", "modeldeploy.dev/deployment=iris")["items"]]),
+        timeout=30, message="only the new revision's ConfigMap")
+    assert configmaps == [f"iris-{revision}"]
+    assert predict(ready_addresses(cluster, namespace, "iris")[0], [SETOSA])[0] == 200
