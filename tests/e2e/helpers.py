@@ -34,8 +34,9 @@ class OperatorProcess:
         env = {**self.cluster.env(), "MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS),
                "POD_NAMESPACE": "modeldeploy-system"}
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "modeldeploy", "operator", "--all-namespaces"],
-                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            argv = [sys.executable, "-m", "modeldeploy", "operator", "--all-namespaces", "--verbose"]
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
