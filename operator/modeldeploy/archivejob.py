@@ -13,7 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modeldeploy import GROUP, KIND, VERSION
+from modeldeploy import GROUP
+from modeldeploy.serving import owner_reference
 from modeldeploy.spec import ModelDeployment, PvcStore, S3Store, Source, SourceScheme
 
 SOURCES_ROOT = "/sources"
@@ -40,12 +41,6 @@ class OperatorImage:
 def job_name(md: ModelDeployment, build_key_short: str) -> str:
     """NAME-build-<12 hex of the build key>."""
     return f"{md.name}-build-{build_key_short}"
-
-
-def owner_reference(md: ModelDeployment) -> dict[str, Any]:
-    """The controller reference every child of the ModelDeployment carries."""
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": md.name, "uid": md.uid,
-            "controller": True, "blockOwnerDeletion": True}
 
 
 def _volume_name(claim: str) -> str:
@@ -144,7 +139,7 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorImage
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": job_name(md, build_key_short), "namespace": md.namespace, "labels": labels,
-                     "ownerReferences": [owner_reference(md)]},
+                     "ownerReferences": [owner_reference(md.name, md.uid)]},
         "spec": {
             "backoffLimit": build.backoff_limit,
             "activeDeadlineSeconds": build.active_deadline_seconds,

@@ -176,7 +176,7 @@ async def ensure_serving(ctx: ReconcileContext, children: ChildAccess, runtime: 
             deployment = live
     if replicas <= 1:
         # A budget only makes sense with more than one replica; remove one left from a larger scale.
-        name = f"{md.name}-{role}"
+        name = plan.deployment_name  # the budget is named after the Deployment it protects
         if await children.get("policy/v1", "PodDisruptionBudget", md.namespace, name) is not None:
             await children.delete("policy/v1", "PodDisruptionBudget", md.namespace, name)
     ctx.fields["stableRevision"] = ctx.revision.short
@@ -198,7 +198,7 @@ async def ensure_serving(ctx: ReconcileContext, children: ChildAccess, runtime: 
                           overrides=(archive_ok,), requeue_after=POLL_SECONDS * 5)
     status = deployment.get("status") or {}
     message = (f"Revision {ctx.revision.short}: {status.get('availableReplicas', 0)}/{replicas} pods ready "
-               f"in Deployment {md.name}-{role}")
+               f"in Deployment {plan.deployment_name}")
     stuck = _waiting_problem(pods)
     if stuck:
         message = f"{message}; a pod cannot start: {stuck}"

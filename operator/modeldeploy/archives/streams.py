@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -122,6 +122,19 @@ class HashingWriter:
     def hexdigest(self) -> str:
         """The sha256 of everything written so far."""
         return self._sha.hexdigest()
+
+
+def chunks_of(source: Readable, size: int, *, input_name: str) -> Iterator[memoryview]:
+    """Exactly size bytes of source in CHUNK_BYTES views of one reused buffer; refuses a file that shrank."""
+    buffer = bytearray(CHUNK_BYTES)
+    remaining = size
+    while remaining > 0:
+        view = memoryview(buffer)[: min(CHUNK_BYTES, remaining)]
+        got = read_exactly(source, view)
+        if got != len(view):
+            raise InputChanged(input_name, f"read {size - remaining + got} of {size} bytes")
+        yield view
+        remaining -= got
 
 
 def read_exactly(source: Readable, view: memoryview) -> int:

@@ -6,8 +6,7 @@ import struct
 import tarfile
 
 from modeldeploy.archives.deflate import DEFAULT_LEVEL, ChunkedDeflater
-from modeldeploy.archives.errors import InputChanged
-from modeldeploy.archives.streams import CHUNK_BYTES, HashingWriter, Readable, read_exactly
+from modeldeploy.archives.streams import HashingWriter, Readable, chunks_of
 
 _BLOCK = 512
 _RECORD = 20 * _BLOCK
@@ -48,15 +47,8 @@ class TarGzWriter:
     def add_file(self, name: str, source: Readable, size: int, *, input_name: str) -> None:
         """A regular file whose size bytes come from source."""
         self._write(self._header(name, size, directory=False))
-        buffer = bytearray(CHUNK_BYTES)
-        remaining = size
-        while remaining > 0:
-            view = memoryview(buffer)[: min(CHUNK_BYTES, remaining)]
-            got = read_exactly(source, view)
-            if got != len(view):
-                raise InputChanged(input_name, f"read {size - remaining + got} of {size} bytes")
+        for view in chunks_of(source, size, input_name=input_name):
             self._write(view)
-            remaining -= got
         self._pad()
 
     def add_bytes(self, name: str, data: bytes) -> None:

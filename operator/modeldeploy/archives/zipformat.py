@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from modeldeploy.archives.deflate import DEFAULT_LEVEL, ChunkedDeflater
 from modeldeploy.archives.errors import InputChanged
-from modeldeploy.archives.streams import CHUNK_BYTES, BytesReader, HashingWriter, Readable, read_exactly
+from modeldeploy.archives.streams import BytesReader, HashingWriter, Readable, chunks_of
 
 _LOCAL = 0x04034B50
 _CENTRAL = 0x02014B50
@@ -125,15 +125,8 @@ class ZipWriter:
         )
         deflater = ChunkedDeflater(self._out, level=self._level, workers=self._workers)
         try:
-            buffer = bytearray(CHUNK_BYTES)
-            remaining = size
-            while remaining > 0:
-                view = memoryview(buffer)[: min(CHUNK_BYTES, remaining)]
-                got = read_exactly(source, view)
-                if got != len(view):
-                    raise InputChanged(input_name, f"read {size - remaining + got} of {size} bytes")
+            for view in chunks_of(source, size, input_name=input_name):
                 deflater.write(view)
-                remaining -= got
             deflater.finish()
         finally:
             deflater.close()
