@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 cluster-build:
 	@bash hack/localcluster/controlplane/build.sh >/dev/null
 	@bash hack/localcluster/coredns/build.sh >/dev/null
+	@bash hack/localcluster/prometheus/build.sh >/dev/null
 
 ## make cluster: the local cluster in the foreground; Ctrl-C removes it.
 cluster: setup

@@ -1,8 +1,13 @@
-"""Add-ons LocalCluster installs at start, as a kubeadm cluster has them: the cluster DNS."""
+"""Add-ons of the local cluster: the cluster DNS, installed at start as a kubeadm cluster has
+it, and Prometheus, installed on demand (tests, demo)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
+
+PROMETHEUS_MANIFEST = Path(__file__).resolve().parent.parent / "addons" / "prometheus.yaml"
 
 COREFILE = """\
 .:53 {{
@@ -17,7 +22,10 @@ COREFILE = """\
         ttl 30
     }}
     prometheus :9153
-    cache 30
+    cache 30 {{
+        # A name asked for just before its Service is created resolves a moment later.
+        denial 9984 2
+    }}
     loadbalance
 }}
 """
@@ -76,4 +84,14 @@ def cluster_dns(binary: str, cluster_ip: str, domain: str) -> str:
                             {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
                             {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]}},
     ]
+    return yaml.safe_dump_all(docs)
+
+
+def prometheus(binary: str) -> str:
+    """addons/prometheus.yaml with `binary` (our build) as the container's command: images are
+    not pulled on this node, the command comes from the host."""
+    docs = list(yaml.safe_load_all(PROMETHEUS_MANIFEST.read_text()))
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0]["command"][0] = binary
     return yaml.safe_dump_all(docs)

@@ -30,6 +30,7 @@ from localcluster.network import Bridge, remove_leftovers
 HERE = Path(__file__).resolve().parent
 CONTROLPLANE_SRC = HERE.parent / "controlplane"
 COREDNS_SRC = HERE.parent / "coredns"
+PROMETHEUS_SRC = HERE.parent / "prometheus"
 REPO = HERE.parents[2]
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -113,6 +114,26 @@ class LocalCluster:
     def build_dns() -> str:
         """Builds the cluster DNS server (cached) and returns its path."""
         return _build(COREDNS_SRC)
+
+    def install_prometheus(self, timeout: float = 120) -> str:
+        """Installs addons/prometheus.yaml (namespace monitoring) and returns its address from the
+        host, `http://CLUSTER-IP:9090`, once it answers there (prometheus.monitoring.svc:9090 in pods)."""
+        self.kubectl("apply", "-f", "-", input=addons.prometheus(_build(PROMETHEUS_SRC)))
+        self.kubectl("rollout", "status", "-n", "monitoring", "deploy/prometheus", f"--timeout={int(timeout)}s",
+                     timeout=timeout + 10)
+        ip = self.kubectl("get", "svc", "prometheus", "-n", "monitoring", "-o", "jsonpath={.spec.clusterIP}").stdout
+        url = f"http://{ip}:9090"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return url
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Prometheus not answering at {url} after {timeout}s")
+            time.sleep(0.2)
 
     def start(self) -> None:
         s = self.settings
