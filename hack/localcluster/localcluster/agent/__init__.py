@@ -14,6 +14,7 @@ One room per thing a kubelet owns, so a behaviour is found in one file:
 - probes.py      startup, readiness and liveness probes; preStop handlers
 - volumes.py     volumes as host directories, and the provisioner of the `local` StorageClass
 - env.py         a container's environment (env, envFrom, valueFrom, $(VAR) expansion)
+- dns.py         a pod's resolv.conf (dnsPolicy, dnsConfig, --cluster-dns, --cluster-domain)
 - node.py        Node registration, status and lease heartbeat
 - kubeletapi.py  the kubelet's HTTPS log API that `kubectl logs` reaches through the API server
 """

@@ -23,12 +23,20 @@ def main() -> None:
     parser.add_argument("--pki-dir", help="serve the kubelet's log API with kubelet.crt/key from here")
     parser.add_argument("--image-path", action="append", default=[],
                         help="a host directory containers run commands from (kept visible under volumes)")
+    parser.add_argument("--cluster-dns", action="append", default=[], metavar="IP",
+                        help="the cluster DNS server pods with dnsPolicy ClusterFirst use (repeat or comma-separate)")
+    parser.add_argument("--cluster-domain", default="", metavar="DOMAIN",
+                        help="the cluster's DNS domain (cluster.local): pods search NS.svc.DOMAIN svc.DOMAIN DOMAIN")
+    parser.add_argument("--resolv-conf", default="/etc/resolv.conf", metavar="PATH",
+                        help="the node's resolver configuration, for dnsPolicy Default; empty for none")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bridge = Bridge(args.bridge, args.pod_cidr)
     bridge.up()
+    cluster_dns = [ip.strip() for value in args.cluster_dns for ip in value.split(",") if ip.strip()]
     agent = NodeAgent(args.kubeconfig, args.node_name, Path(args.state_dir), bridge, bridge.gateway, args.api_port,
-                      args.image_path)
+                      args.image_path, cluster_dns=cluster_dns, cluster_domain=args.cluster_domain,
+                      resolv_conf=args.resolv_conf)
 
     def stop(_signum: int, _frame: object) -> None:
         agent.shutdown()

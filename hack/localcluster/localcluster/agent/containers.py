@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localcluster.agent.common import Obj, StartError, now
+from localcluster.agent.dns import pod_dns
 from localcluster.agent.env import expand
 
 if TYPE_CHECKING:
@@ -69,13 +70,20 @@ class PodSandbox:
         self.wakeup = wakeup  # set whenever a container exits
         self.netns: str | None = None
         self.pod_ip: str | None = None
+        self.resolv_conf = ""
         self.ready = False
         self.removed = False
 
     # ---- the pod's network namespace ----------------------------------------------------------
-    def create(self) -> None:
-        self.netns, self.pod_ip = self.agent.bridge.add_pod(self.key)
+    def create(self, pod: Obj) -> None:
+        """The network namespace with the pod's IP, and the resolv.conf all its containers share."""
+        agent = self.agent
+        dns = pod_dns(pod, agent.cluster_dns, agent.cluster_domain, agent.host_dns, agent.resolv_conf)
+        self.resolv_conf = dns.config.render()
+        self.netns, self.pod_ip = agent.bridge.add_pod(self.key)
         self.ready = True
+        for reason, message in dns.warnings:
+            agent.event(pod, "Warning", reason, message)
 
     def remove(self, containers: Iterable[Container], pod: Obj) -> None:
         """Kills what still runs and removes the network namespace; logs stay for `kubectl logs`."""
@@ -223,6 +231,7 @@ class PodSandbox:
             "scratch": str(cdir / "rootfs"),
             "hostname": pod["spec"].get("hostname") or pod["metadata"]["name"],
             "podIP": self.pod_ip,
+            "resolvConf": self.resolv_conf,
             "mounts": mounts,
             "readOnlyRoot": bool(csc.get("readOnlyRootFilesystem")),
             "uid": uid or 0,

@@ -15,6 +15,7 @@ from kubernetes import client, config, watch
 
 from localcluster.agent import kubeletapi
 from localcluster.agent.common import Obj, now
+from localcluster.agent.dns import host_config
 from localcluster.agent.env import EnvResolver
 from localcluster.agent.node import NodeRegistration
 from localcluster.agent.pods import PodWorker
@@ -27,7 +28,9 @@ log = logging.getLogger("localcluster.agent")
 
 class NodeAgent:
     def __init__(self, kubeconfig: str, node_name: str, state_dir: Path, bridge: Bridge,
-                 api_host: str, api_port: int, image_paths: list[str] | None = None) -> None:
+                 api_host: str, api_port: int, image_paths: list[str] | None = None,
+                 cluster_dns: list[str] | None = None, cluster_domain: str = "",
+                 resolv_conf: str = "/etc/resolv.conf") -> None:
         config.load_kube_config(kubeconfig)
         self.api = client.ApiClient()
         self.core = client.CoreV1Api(self.api)
@@ -37,6 +40,11 @@ class NodeAgent:
         self.api_host, self.api_port = api_host, api_port
         # What stands in for container images: commands run from these host directories.
         self.image_paths = sorted({os.path.realpath(p) for p in image_paths or []} | {sys.prefix})
+        # What pods' resolv.conf is made of, as the kubelet's --cluster-dns, --cluster-domain, --resolv-conf.
+        self.cluster_dns = list(cluster_dns or [])
+        self.cluster_domain = cluster_domain
+        self.resolv_conf = resolv_conf
+        self.host_dns = host_config(resolv_conf)
         self.workers: dict[str, PodWorker] = {}
         self.workers_lock = threading.Lock()
         self.stopping = threading.Event()

@@ -107,7 +107,7 @@ class PodWorker(threading.Thread):
     def sync(self, pod: Obj) -> None:
         if not self.sandbox.ready:
             try:
-                self.sandbox.create()
+                self.sandbox.create(pod)
                 self.set_condition("PodReadyToStartContainers", True)
             except Exception as e:
                 self.sandbox_message = str(e)
