@@ -42,6 +42,10 @@ class Settings:
     node_name: str = "localnode"
     controller_manager_port: int = 10257
     scheduler_port: int = 10259
+    # The kubelet's --cluster-dns: the kube-dns Service's ClusterIP pods resolve names with. None: no
+    # cluster DNS, and pods' resolv.conf points at nothing (the host's resolvers are never inherited).
+    cluster_dns: str | None = None
+    cluster_domain: str = "cluster.local"
 
 
 class LocalCluster:
@@ -166,12 +170,7 @@ class LocalCluster:
             "--bind-address=127.0.0.1", f"--secure-port={s.scheduler_port}", "--leader-elect=false",
             "--profiling=false", "--v=0",
         ])
-        self.spawn("node-agent", [
-            sys.executable, "-m", "localcluster.agent", "--kubeconfig", agent_kc,
-            "--node-name", s.node_name, "--state-dir", str(self.dir), "--bridge", s.bridge,
-            "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port), "--pki-dir", str(self.pki.dir),
-            "--image-path", str(REPO),
-        ], env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        self.spawn("node-agent", self.agent_argv(agent_kc), env={**os.environ, "PYTHONPATH": str(HERE.parent)})
         self.wait_node_ready()
         self.timings["cluster_ready"] = time.monotonic() - t1
 
@@ -192,6 +191,21 @@ class LocalCluster:
         self.clean_leftovers(keep_logs=True)
 
     # ---- pieces -------------------------------------------------------------------------------------
+    def agent_argv(self, kubeconfig: str) -> list[str]:
+        """How the node agent is started: the kubelet's flags that matter here."""
+        s = self.settings
+        argv = [
+            sys.executable, "-m", "localcluster.agent", "--kubeconfig", kubeconfig,
+            "--node-name", s.node_name, "--state-dir", str(self.dir), "--bridge", s.bridge,
+            "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port), "--pki-dir", str(self.pki.dir),
+            "--image-path", str(REPO), "--cluster-domain", s.cluster_domain,
+            # Pods never use the host's resolvers: name lookups stay on this machine.
+            "--resolv-conf", "",
+        ]
+        if s.cluster_dns:
+            argv += ["--cluster-dns", s.cluster_dns]
+        return argv
+
     def service_ip(self) -> str:
         import ipaddress
 
