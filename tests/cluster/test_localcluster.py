@@ -200,6 +200,26 @@ def test_the_node_agent_keeps_running_pods_across_an_api_server_restart(
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/steady", "--timeout=30s")
 
 
+def test_each_pod_sees_the_resolv_conf_its_dns_policy_gives(cluster: LocalCluster, namespace: str) -> None:
+    show = ["sh", "-c", "cat /etc/resolv.conf > /dev/termination-log"]
+    custom = {"nameservers": ["192.0.2.1"], "searches": ["a.example"], "options": [{"name": "ndots", "value": "2"}]}
+    assert apply(cluster, namespace, pod("cluster-first", show),
+                 pod("none", show, dnsPolicy="None", dnsConfig=custom)).returncode == 0
+    seen = {}
+    for name in ("cluster-first", "none"):
+        state = wait_for(lambda name=name: terminated(cluster, namespace, name), timeout=60,
+                         message=f"{name} to finish")
+        assert isinstance(state, dict) and state["exitCode"] == 0, state
+        seen[name] = state.get("message", "")
+    dns, domain = cluster.settings.cluster_dns, cluster.settings.cluster_domain
+    if dns:
+        assert seen["cluster-first"] == (f"search {namespace}.svc.{domain} svc.{domain} {domain}\n"
+                                         f"nameserver {dns}\noptions ndots:5\n")
+    else:  # no cluster DNS: the kubelet's fallback, which never reaches the host's resolvers
+        assert seen["cluster-first"] == "search .\nnameserver 127.0.0.1\n"
+    assert seen["none"] == "search a.example\nnameserver 192.0.2.1\noptions ndots:2\n"
+
+
 def test_commands_stay_available_under_a_volume_mounted_over_their_directory(
     cluster: LocalCluster, namespace: str
 ) -> None:

@@ -191,10 +191,12 @@ def dns_query(server: str, name: str) -> list[str]:
 def test_cluster_dns_answers_at_its_fixed_cluster_ip(cluster: LocalCluster, namespace: str) -> None:
     apply(cluster, namespace, *name_server("named", 1))
     ip = cluster_ip(cluster, namespace, "named")
+    dns = cluster.settings.cluster_dns
+    assert dns == "10.96.0.10"  # the kubelet's --cluster-dns: kube-dns at its fixed ClusterIP
     name = f"named.{namespace}.svc.cluster.local"
     # CoreDNS answers once its watch has seen the new Service.
-    wait_for(lambda: dns_query(cluster.settings.cluster_dns, name) == [ip], timeout=30, message=f"{name} -> {ip}")
-    assert dns_query(cluster.settings.cluster_dns, "kubernetes.default.svc.cluster.local") == [cluster.service_ip()]
+    wait_for(lambda: dns_query(dns, name) == [ip], timeout=30, message=f"{name} -> {ip}")
+    assert dns_query(dns, "kubernetes.default.svc.cluster.local") == [cluster.service_ip()]
 
 
 def test_a_pod_reaches_itself_through_its_own_service(cluster: LocalCluster, namespace: str) -> None:

@@ -49,7 +49,10 @@ class Settings:
     scheduler_port: int = 10259
     kube_proxy_healthz_port: int = 10256
     kube_proxy_metrics_port: int = 10249
-    cluster_dns: str = "10.96.0.10"
+    # The kubelet's --cluster-dns: the ClusterIP of the Service kube-dns, in front of the CoreDNS pod
+    # LocalCluster installs at start. None: no cluster DNS, and pods' resolv.conf points at nothing
+    # (the host's resolvers are never inherited).
+    cluster_dns: str | None = "10.96.0.10"
     cluster_domain: str = "cluster.local"
 
 
@@ -204,19 +207,16 @@ class LocalCluster:
             "--bind-address=127.0.0.1", f"--secure-port={s.scheduler_port}", "--leader-elect=false",
             "--profiling=false", "--v=0",
         ])
-        self.spawn("node-agent", [
-            sys.executable, "-m", "localcluster.agent", "--kubeconfig", agent_kc,
-            "--node-name", s.node_name, "--state-dir", str(self.dir), "--bridge", s.bridge,
-            "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port), "--pki-dir", str(self.pki.dir),
-            "--image-path", str(REPO), *self.dns_flags(),
-        ], env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        self.spawn("node-agent", self.agent_argv(agent_kc), env={**os.environ, "PYTHONPATH": str(HERE.parent)})
         self.wait_node_ready()
         self.timings["node_ready"] = time.monotonic() - t1
         self.spawn("kube-proxy", [binary, "kube-proxy", f"--config={self.write_kube_proxy_config(proxy_kc)}"])
-        self.kubectl("apply", "-f", "-", input=addons.cluster_dns(dns_binary, s.cluster_dns, s.cluster_domain))
+        if s.cluster_dns:
+            self.kubectl("apply", "-f", "-", input=addons.cluster_dns(dns_binary, s.cluster_dns, s.cluster_domain))
         self.wait_kube_proxy_synced()
         self.timings["kube_proxy_ready"] = time.monotonic() - t1
-        self.wait_dns_ready()
+        if s.cluster_dns:
+            self.wait_dns_ready()
         self.timings["cluster_ready"] = time.monotonic() - t1
 
     def stop(self) -> None:
@@ -237,6 +237,21 @@ class LocalCluster:
         self.clean_leftovers(keep_logs=True)
 
     # ---- pieces -------------------------------------------------------------------------------------
+    def agent_argv(self, kubeconfig: str) -> list[str]:
+        """How the node agent is started: the kubelet's flags that matter here."""
+        s = self.settings
+        argv = [
+            sys.executable, "-m", "localcluster.agent", "--kubeconfig", kubeconfig,
+            "--node-name", s.node_name, "--state-dir", str(self.dir), "--bridge", s.bridge,
+            "--pod-cidr", s.pod_cidr, "--api-port", str(s.api_port), "--pki-dir", str(self.pki.dir),
+            "--image-path", str(REPO), "--cluster-domain", s.cluster_domain,
+            # Pods never use the host's resolvers: name lookups stay on this machine.
+            "--resolv-conf", "",
+        ]
+        if s.cluster_dns:
+            argv += ["--cluster-dns", s.cluster_dns]
+        return argv
+
     def service_ip(self) -> str:
         import ipaddress
 
@@ -269,13 +284,6 @@ class LocalCluster:
                 print(f"kube-proxy --cleanup left {family} {table}: {out.stderr[-500:]}", file=sys.stderr)
                 nft("delete", "table", family, table, check=False)
         self.host_rules.remove()
-
-    def dns_flags(self) -> list[str]:
-        s = self.settings
-        # The node agent writes each pod's /etc/resolv.conf from these, as the kubelet does.
-        if not any("--cluster-dns" in p.read_text() for p in HERE.rglob("*.py") if p.name != "cluster.py"):
-            return []  # TEMPORARY until the agent knows the option
-        return ["--cluster-dns", s.cluster_dns, "--cluster-domain", s.cluster_domain]
 
     def write_kube_proxy_config(self, kubeconfig: str) -> str:
         s = self.settings

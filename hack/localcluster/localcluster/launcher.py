@@ -136,7 +136,7 @@ def build_root(cfg: dict) -> str:  # type: ignore[type-arg]
     if os.path.islink(f"{etc}/resolv.conf"):
         os.unlink(f"{etc}/resolv.conf")
     with open(f"{etc}/resolv.conf", "w") as f:
-        f.write("# no cluster DNS on the local cluster\noptions ndots:1\n")
+        f.write(cfg.get("resolvConf", ""))
     if cfg.get("uid", 0) != 0:
         # The host's Python lives under /root; let a non-root container traverse it, in this layer only.
         os.chmod(f"{root}/root", 0o755)
