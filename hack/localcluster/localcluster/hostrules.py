@@ -20,6 +20,7 @@ iptables or nftables rule sets.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def table_name(bridge: str) -> str:
 
 def tables() -> list[tuple[str, str]]:
     """Every nftables table on the host as (family, name)."""
+    if shutil.which("nft") is None:
+        return []  # without nft, no rule of ours can exist
     out = nft("list", "tables", check=False).stdout
     return [(line.split()[1], line.split()[2]) for line in out.splitlines() if line.startswith("table ")]
 
