@@ -179,7 +179,9 @@ def dns_query(server: str, name: str) -> list[str]:
     offset = len(query)
     records = []
     for _ in range(answers):
-        offset += 2  # a compressed pointer to the question's name
+        while reply[offset] and reply[offset] < 0xC0:  # the owner name: labels, then 0 or a pointer
+            offset += 1 + reply[offset]
+        offset += 2 if reply[offset] >= 0xC0 else 1
         rtype, _cls, _ttl, length = struct.unpack(">HHIH", reply[offset:offset + 10])
         offset += 10
         if rtype == 1:
