@@ -47,7 +47,7 @@ demo: setup
 	$(PY) hack/demo.py
 
 bench-archive: $(STAMP)
-	$(PY) -m modeldeploy.bench archive --size-mib 2048
+	$(PY) benchmarks/archive.py archive --size-mib 2048
 
 clean: cluster-down
 	rm -rf .localcluster
