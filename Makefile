@@ -34,8 +34,10 @@ cluster-down:
 	$(PY) -m localcluster down
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check operator tests hack/localcluster
+	$(VENV)/bin/ruff check operator tests benchmarks hack/localcluster
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy benchmarks/archive.py
+	$(VENV)/bin/lint-imports
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit -q

@@ -31,7 +31,6 @@ from typing import TypeVar
 import pytest
 
 from modeldeploy.api.spec import ModelConfig, PvcStore
-from modeldeploy.settings import OperatorIdentity
 from modeldeploy.serving import (
     ENTRYPOINT,
     READY,
@@ -43,6 +42,7 @@ from modeldeploy.serving import (
     model_load_failure,
     render_config,
 )
+from modeldeploy.settings import OperatorIdentity
 
 pytestmark = pytest.mark.torchserve
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from modeldeploy.building import archive_status, build_job, job_name, job_outcome, store_uri
 from modeldeploy.api.spec import PvcStore, S3Store, parse
+from modeldeploy.building import archive_status, build_job, job_name, job_outcome, store_uri
 from modeldeploy.settings import OperatorIdentity
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.spec import ModelConfig, PvcStore, S3Store
-from modeldeploy.settings import OperatorIdentity
 from modeldeploy.serving import (
     CONFIG_PROPERTIES,
     ENTRYPOINT,
@@ -28,6 +27,7 @@ from modeldeploy.serving import (
     build_pdb,
     build_services,
 )
+from modeldeploy.settings import OperatorIdentity
 
 SHA = "a" * 64
 DIGEST = "4f6d2c1b9e8a7d3c"

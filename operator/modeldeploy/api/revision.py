@@ -8,10 +8,10 @@ what does not change a serving pod: replicas (a replica change scales, it does n
 NetworkPolicy, the rollout and analysis settings, and the Secret names (rotating credentials is not a
 new model). Defaults are applied before hashing, so writing a default explicitly changes nothing.
 
-Both are a `Digest`. Names and labels carry a revision's first 10 hex characters (`Digest.short`); status carries the same short
-form, so `kubectl get mdep` matches the names of the children. 40 bits make an accidental collision
-between the few revisions of one deployment negligible; the full digest stays available as
-`Digest.digest` for audit.
+Both are a `Digest`. Names and labels carry a revision's first 10 hex characters (`Digest.short`);
+status carries the same short form, so `kubectl get mdep` matches the names of the children. 40 bits
+make an accidental collision between the few revisions of one deployment negligible; the full digest
+stays available as `Digest.digest` for audit.
 
 A **build key** identifies an archive build: only what changes the archive's bytes or where they are
 stored (model files, name, version, format, store), not the TorchServe runtime config, which goes to

@@ -21,7 +21,6 @@ from modeldeploy.api.names import (
     DNS1035_LABEL,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
-    DNS_LABEL_MAX,
     MODEL_NAME,
     S3_BUCKET,
     SHA256,

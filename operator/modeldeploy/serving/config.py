@@ -6,8 +6,8 @@ import hashlib
 import json
 from typing import Any
 
-from modeldeploy.serving.logs import LOAD_FAILURE_AWK
 from modeldeploy.api.labels import ANNOTATION_CONFIG_HASH, object_meta
+from modeldeploy.serving.logs import LOAD_FAILURE_AWK
 from modeldeploy.serving.plan import ServingPlan
 
 CONFIG_PROPERTIES = "config.properties"

@@ -135,7 +135,7 @@ class ServingPlan:
     model_name: str
     model_version: str
     archive: ArchiveRef
-    operator: OperatorIdentity = OperatorIdentity()
+    operator: OperatorIdentity = field(default_factory=OperatorIdentity)
     """The operator, whose image and command verify the archive in each pod and whose namespace scrapes."""
     image: str = DEFAULT_IMAGE
     model_config: ModelConfig = field(default_factory=ModelConfig)
