@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from localcluster import LocalCluster
+from support import wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,6 +36,10 @@ def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
     base = request.node.name.lower().replace("_", "-")[:40].strip("-")
     name = f"{base}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)
+    # Pods are refused until the controllers gave the namespace its ServiceAccount; after an API server
+    # restart they may take a while (their watches re-list with back-off).
+    wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             timeout=120, message=f"namespace {name}'s default ServiceAccount")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -339,7 +339,12 @@ class LocalCluster:
 
     def restart_apiserver(self) -> None:
         """Stops kube-apiserver and starts it again (clients must re-list and re-watch)."""
-        process = self.processes["kube-apiserver"]
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def stop_apiserver(self) -> None:
+        """Stops kube-apiserver alone: an outage of the API, while everything else keeps running."""
+        process = self.processes.pop("kube-apiserver")
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -347,8 +352,13 @@ class LocalCluster:
             # Open watches can hold a graceful shutdown for long; a crash is a restart too.
             process.kill()
             process.wait()
+        self.write_pids()
+
+    def start_apiserver(self) -> float:
+        """Starts kube-apiserver again after stop_apiserver(); returns when /readyz answered (monotonic)."""
         self.spawn("kube-apiserver", *self.argv["kube-apiserver"])
         self.wait_ready(self.kubeconfig)
+        return time.monotonic()
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv[name] = (argv, env)
@@ -358,6 +368,10 @@ class LocalCluster:
             start_new_session=True, env=env,
         )
         logfile.close()
+        self.write_pids()
+
+    def write_pids(self) -> None:
+        """What clean_leftovers() kills should a run end without stop()."""
         (self.dir / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.processes.items()}))
 
     def write_kubeconfig(self, user: str, path: str) -> str:

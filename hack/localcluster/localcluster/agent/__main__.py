@@ -31,6 +31,8 @@ def main() -> None:
                         help="the node's resolver configuration, for dnsPolicy Default; empty for none")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Each retry of a connection would log here; an outage is logged once, when it starts and ends.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     bridge = Bridge(args.bridge, args.pod_cidr)
     bridge.up()
     cluster_dns = [ip.strip() for value in args.cluster_dns for ip in value.split(",") if ip.strip()]

@@ -78,9 +78,9 @@ def merge_options(existing: list[str], extra: list[Obj]) -> list[str]:
     for option in existing:
         name, sep, value = option.partition(":")
         merged[name] = value if sep else None
-    for option in extra:
-        value = option.get("value")
-        merged[option["name"]] = None if value in (None, "") else str(value)
+    for extra_option in extra:
+        given = extra_option.get("value")
+        merged[extra_option["name"]] = None if given in (None, "") else str(given)
     return [name if value is None else f"{name}:{value}" for name, value in merged.items()]
 
 
@@ -131,7 +131,8 @@ def fit_limits(config: DNSConfig, warnings: list[tuple[str, str]]) -> None:
         config.servers = config.servers[:MAX_NAMESERVERS]
         warnings.append(("DNSConfigForming", "Nameserver limits were exceeded, some nameservers have been "
                                              f"omitted, the applied nameserver line is: {' '.join(config.servers)}"))
-    searches, chars = [], 0
+    searches: list[str] = []
+    chars = 0
     for search in config.searches[:MAX_SEARCH_PATHS]:
         if chars + len(search) + (1 if searches else 0) > MAX_SEARCH_CHARS:
             break

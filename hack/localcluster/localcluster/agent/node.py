@@ -4,7 +4,6 @@ the not-ready taint lifted once Ready, and the lease renewed every few seconds."
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 import shutil
 import time
@@ -13,12 +12,11 @@ from typing import TYPE_CHECKING
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster.agent.api import Backoff, OutageLog
 from localcluster.agent.common import Obj, now
 
 if TYPE_CHECKING:
     from localcluster.agent.nodeagent import NodeAgent
-
-log = logging.getLogger("localcluster.agent")
 
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
@@ -79,24 +77,37 @@ class NodeRegistration:
                                                         for t in taints] or None}})
 
     def heartbeat(self) -> None:
-        """Renews the node's lease every few seconds and posts its status now and then, until stopped."""
+        """Renews the node's lease every few seconds and posts its status now and then, until stopped.
+
+        A failed renewal is retried with back-off; the first one to land after an outage posts the
+        node's status at once, so the node is Ready again within seconds of the API server's return."""
         coord = client.CoordinationV1Api(self.agent.api)
+        backoff = Backoff(maximum=RENEW_SECONDS)
+        outage = OutageLog("node heartbeat")
         last_status = 0.0
-        while not self.agent.stopping.wait(RENEW_SECONDS):
-            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        wait = float(RENEW_SECONDS)
+        while not self.agent.stopping.wait(wait):
             try:
-                try:
-                    coord.patch_namespaced_lease(self.name, LEASE_NAMESPACE,
-                                                 {"spec": {"renewTime": stamp, "holderIdentity": self.name}})
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
-                    coord.create_namespaced_lease(LEASE_NAMESPACE, {
-                        "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE},
-                        "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS,
-                                 "renewTime": stamp}})
-                if time.monotonic() - last_status > STATUS_SECONDS:
+                self.renew_lease(coord)
+                if backoff.failures or time.monotonic() - last_status > STATUS_SECONDS:
                     self.agent.core.patch_node_status(self.name, {"status": self.status()})
                     last_status = time.monotonic()
             except Exception as e:
-                log.warning("heartbeat: %s", e)
+                outage.failed(e)
+                wait = backoff.failed(e)
+                continue
+            backoff.succeeded()
+            outage.landed()
+            wait = RENEW_SECONDS
+
+    def renew_lease(self, coord: client.CoordinationV1Api) -> None:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        try:
+            coord.patch_namespaced_lease(self.name, LEASE_NAMESPACE,
+                                         {"spec": {"renewTime": stamp, "holderIdentity": self.name}})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            coord.create_namespaced_lease(LEASE_NAMESPACE, {
+                "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE},
+                "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": stamp}})

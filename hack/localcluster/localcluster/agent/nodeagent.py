@@ -3,7 +3,6 @@ each to its worker, records events, and stops every pod when the cluster goes aw
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -14,7 +13,8 @@ from pathlib import Path
 from kubernetes import client, config, watch
 
 from localcluster.agent import kubeletapi
-from localcluster.agent.common import Obj, now
+from localcluster.agent.api import EventRecorder, OutageLog, TimeoutApiClient, call_until
+from localcluster.agent.common import Obj
 from localcluster.agent.dns import host_config
 from localcluster.agent.env import EnvResolver
 from localcluster.agent.node import NodeRegistration
@@ -32,7 +32,7 @@ class NodeAgent:
                  cluster_dns: list[str] | None = None, cluster_domain: str = "",
                  resolv_conf: str = "/etc/resolv.conf") -> None:
         config.load_kube_config(kubeconfig)
-        self.api = client.ApiClient()
+        self.api = TimeoutApiClient()
         self.core = client.CoreV1Api(self.api)
         self.node_name = node_name
         self.state_dir = state_dir
@@ -48,6 +48,7 @@ class NodeAgent:
         self.workers: dict[str, PodWorker] = {}
         self.workers_lock = threading.Lock()
         self.stopping = threading.Event()
+        self.events = EventRecorder(self.core, node_name, self.stopping)
         self.prober = Prober()
         self.env = EnvResolver(self)
         self.volumes = Volumes(self)
@@ -61,26 +62,16 @@ class NodeAgent:
 
     # ---- events ----------------------------------------------------------------------------------
     def event(self, obj: Obj, kind: str, reason: str, message: str) -> None:
-        meta = obj["metadata"]
-        stamp = now()
-        body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"kind": obj.get("kind", "Pod"), "apiVersion": obj.get("apiVersion", "v1"),
-                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
-            "type": kind, "reason": reason, "message": message[:1024], "count": 1,
-            "firstTimestamp": stamp, "lastTimestamp": stamp,
-            "source": {"component": "kubelet", "host": self.node_name},
-            "reportingComponent": "kubelet", "reportingInstance": self.node_name,
-        }
-        with contextlib.suppress(Exception):
-            self.core.create_namespaced_event(meta["namespace"], body)
+        """Records an event about a pod; it lands whenever the API server answers (see api.py)."""
+        self.events.event(obj, kind, reason, message)
 
     # ---- pods -----------------------------------------------------------------------------------
     def worker_done(self, uid: str) -> None:
         with self.workers_lock:
             self.workers.pop(uid, None)
 
-    def dispatch(self, kind: str, pod: Obj) -> None:
+    def dispatch(self, kind: str, pod: Obj, relisted: bool = False) -> None:
+        """Hands a pod's change to its worker; `relisted` pods get their whole status written again."""
         uid = pod["metadata"]["uid"]
         with self.workers_lock:
             worker = self.workers.get(uid)
@@ -95,18 +86,24 @@ class NodeAgent:
                 self.workers[uid] = worker
                 worker.start()
             else:
-                worker.update(pod)
+                worker.update(pod, resync=relisted)
 
     def pod_loop(self) -> None:
+        """List this node's pods, then watch them; after any error (an API server restart), again.
+
+        Each re-list is a resync: pods gone from the list are stopped, and every worker writes its
+        pod's current status, whatever the API server missed or others changed meanwhile."""
         selector = f"spec.nodeName={self.node_name}"
+        outage = OutageLog("pod watch")
         while not self.stopping.is_set():
             try:
                 listing = self.core.list_pod_for_all_namespaces(field_selector=selector)
+                outage.landed()
                 seen = set()
                 for pod in listing.items:
                     obj = self.api.sanitize_for_serialization(pod)
                     seen.add(obj["metadata"]["uid"])
-                    self.dispatch("MODIFIED", obj)
+                    self.dispatch("MODIFIED", obj, relisted=True)
                 with self.workers_lock:
                     missing = [w for uid, w in self.workers.items() if uid not in seen]
                 for w in missing:
@@ -124,7 +121,7 @@ class NodeAgent:
                     self.dispatch(event["type"], self.api.sanitize_for_serialization(event["object"]))
             except Exception as e:  # the API server may be restarting: re-list and re-watch
                 if not self.stopping.is_set():
-                    log.warning("pod watch: %s; re-listing", e)
+                    outage.failed(e)
                     self.stopping.wait(1)
 
     def find_log(self, namespace: str, pod: str, container: str,
@@ -149,8 +146,10 @@ class NodeAgent:
         if pki is not None:
             kubeletapi.serve(self.bridge.gateway, 10250, pki / "kubelet.crt", pki / "kubelet.key",
                              pki / "ca.crt", self.find_log)
-        self.node.register()
-        self.provisioner.ensure_storage_class()
+        threading.Thread(target=self.events.loop, name="events", daemon=True).start()
+        call_until("node registration", self.node.register, give_up=self.stopping.is_set, wait=self.stopping.wait)
+        call_until("storage class", self.provisioner.ensure_storage_class, give_up=self.stopping.is_set,
+                   wait=self.stopping.wait)
         threading.Thread(target=self.node.heartbeat, name="heartbeat", daemon=True).start()
         threading.Thread(target=self.provisioner.loop, name="provisioner", daemon=True).start()
         self.pod_loop()

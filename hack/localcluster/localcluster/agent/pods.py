@@ -5,6 +5,7 @@ works out the phase and conditions, terminates the pod on deletion, and reports 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shutil
 import threading
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster.agent.api import Backoff, OutageLog, call_until, transient
 from localcluster.agent.common import Obj, StartError, now
 from localcluster.agent.containers import Container, PodSandbox
 from localcluster.agent.probes import start_probes
@@ -47,15 +49,22 @@ class PodWorker(threading.Thread):
         self.start_time = now()
         self.sandbox_message = ""
         self.last_status: Obj | None = None
+        self.status_backoff = Backoff()
+        self.status_outage = OutageLog(f"status of pod {self.name}")
+        self.api_backoff = Backoff()
+        self.api_outage = OutageLog(f"starting pod {self.name}")
 
     @property
     def all_containers(self) -> list[Container]:
         return self.init_containers + self.containers
 
     # ---- entry points used by the agent -------------------------------------------------
-    def update(self, pod: Obj) -> None:
+    def update(self, pod: Obj, resync: bool = False) -> None:
+        """The pod as the API server has it now; with `resync`, its status is written again in full."""
         with self.lock:
             self.pod = pod
+            if resync:
+                self.last_status = None
         self.wakeup.set()
 
     def vanish(self) -> None:
@@ -75,10 +84,19 @@ class PodWorker(threading.Thread):
                 if self.gone or pod["metadata"].get("deletionTimestamp"):
                     self.terminate(pod)
                     return
-                if self.phase in ("Succeeded", "Failed"):
-                    self.teardown()
-                else:
-                    self.sync(pod)
+                try:
+                    if self.phase in ("Succeeded", "Failed"):
+                        self.teardown()
+                    else:
+                        self.sync(pod)
+                    self.api_backoff.succeeded()
+                    self.api_outage.landed()
+                except Exception as error:
+                    # A read the pod's start needs (a ConfigMap, a token) found no API server: try again.
+                    if not transient(error):
+                        raise
+                    self.api_outage.failed(error)
+                    self.wakeup.wait(self.api_backoff.failed(error))
                 self.report_status()
                 self.wakeup.wait(0.25)
                 self.wakeup.clear()
@@ -98,6 +116,8 @@ class PodWorker(threading.Thread):
 
     def await_deletion(self) -> None:
         while not self.gone and not self.pod["metadata"].get("deletionTimestamp"):
+            with contextlib.suppress(Exception):
+                self.report_status()
             self.wakeup.wait(1)
             self.wakeup.clear()
         if not self.gone:
@@ -235,19 +255,21 @@ class PodWorker(threading.Thread):
                 c.process.wait()
         self.teardown()
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.gone:
-            return
-        # All containers stopped: as the kubelet does, finish the deletion with a zero grace period.
-        with contextlib.suppress(ApiException):
-            self.report_status()
+        # All containers stopped: as the kubelet does, finish the deletion with a zero grace period,
+        # retried until it lands or the pod is gone.
+        body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid))
+        name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+        finished = functools.partial(self.agent.core.delete_namespaced_pod, name, namespace, body=body)
+
+        def give_up() -> bool:
+            if not self.gone:
+                self.report_status()
+            return self.gone or self.agent.stopping.is_set()
+
         try:
-            self.agent.core.delete_namespaced_pod(
-                pod["metadata"]["name"], pod["metadata"]["namespace"],
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions=client.V1Preconditions(uid=self.uid)),
-            )
+            call_until(f"final delete of pod {self.name}", finished, give_up=give_up, wait=self.wakeup.wait)
         except ApiException as e:
-            if e.status not in (404, 409):
+            if e.status not in (404, 409):  # gone already, or another pod of the same name now
                 log.warning("final delete of %s: %s", self.name, e.reason)
 
     def teardown(self) -> None:
@@ -312,15 +334,35 @@ class PodWorker(threading.Thread):
         return status
 
     def report_status(self) -> None:
-        status = self.build_status()
-        if status == self.last_status or self.gone:
+        """Writes the pod's current status if the API server does not have it yet.
+
+        Level-triggered: a write that fails is not queued; the next pass (a quarter second later, or
+        after back-off while the API server is away) writes whatever the status is then."""
+        if self.gone or not self.status_backoff.ready():
             return
+        status = self.build_status()
+        with self.lock:
+            if status == self.last_status:
+                return
         ns, name = self.pod["metadata"]["namespace"], self.pod["metadata"]["name"]
         try:
             self.agent.core.patch_namespaced_pod_status(name, ns, {"status": status})
-            self.last_status = status
         except ApiException as e:
             if e.status == 404:
                 self.gone = True
-            else:
+                return
+            if not transient(e):
                 log.warning("status of %s: %s", self.name, e.reason)
+            self.status_outage.failed(e)
+            self.status_backoff.failed(e)
+            return
+        except Exception as e:
+            if not transient(e):
+                raise
+            self.status_outage.failed(e)
+            self.status_backoff.failed(e)
+            return
+        with self.lock:
+            self.last_status = status
+        self.status_backoff.succeeded()
+        self.status_outage.landed()

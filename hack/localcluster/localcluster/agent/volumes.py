@@ -1,11 +1,13 @@
 """Volumes: a pod's volumes materialised as host directories the launcher binds into containers,
-and the small dynamic provisioner behind the `local` StorageClass."""
+and the small dynamic provisioner behind the `local` StorageClass.
+
+Reading a ConfigMap, Secret or claim may fail because the API server is away: that error is raised
+as it is (the pod worker tries again), never turned into "not found"."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -14,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster.agent.api import Backoff, OutageLog, transient
 from localcluster.agent.common import Obj, StartError
 from localcluster.agent.env import field_value
 
 if TYPE_CHECKING:
     from localcluster.agent.nodeagent import NodeAgent
-
-log = logging.getLogger("localcluster.agent")
 
 PROVISIONER = "localcluster.modeldeploy.dev/hostpath"
 STORAGE_CLASS = "local"
@@ -36,6 +37,8 @@ class Volumes:
         try:
             cm = self.agent.core.read_namespaced_config_map(name, ns)
         except ApiException as e:
+            if transient(e):
+                raise
             if e.status == 404 and optional:
                 return {}
             raise StartError("CreateContainerConfigError", f'configmap "{name}" not found') from e
@@ -47,6 +50,8 @@ class Volumes:
         try:
             secret = self.agent.core.read_namespaced_secret(name, ns)
         except ApiException as e:
+            if transient(e):
+                raise
             if e.status == 404 and optional:
                 return {}
             raise StartError("CreateContainerConfigError", f'secret "{name}" not found') from e
@@ -153,6 +158,8 @@ class Volumes:
         try:
             pvc = self.agent.core.read_namespaced_persistent_volume_claim(claim, ns)
         except ApiException as e:
+            if transient(e):
+                raise
             raise StartError("CreateContainerConfigError",
                              f'persistentvolumeclaim "{claim}" not found') from e
         if pvc.status.phase != "Bound" or not pvc.spec.volume_name:
@@ -186,7 +193,12 @@ class Provisioner:
                 raise
 
     def loop(self) -> None:
+        """Level-triggered: every second, each pending claim gets a volume and each released one goes.
+
+        A volume whose creation failed is made again on the next pass, until it lands."""
         core = self.agent.core
+        backoff = Backoff(initial=1.0, maximum=5.0)
+        outage = OutageLog("provisioner")
         while not self.agent.stopping.is_set():
             try:
                 for pvc in core.list_persistent_volume_claim_for_all_namespaces().items:
@@ -201,7 +213,11 @@ class Provisioner:
                         with contextlib.suppress(ApiException):
                             core.delete_persistent_volume(pv.metadata.name)
             except Exception as e:
-                log.warning("provisioner: %s", e)
+                outage.failed(e)
+                self.agent.stopping.wait(backoff.failed(e))
+                continue
+            backoff.succeeded()
+            outage.landed()
             self.agent.stopping.wait(1)
 
     def provision(self, pvc: Any) -> None:
