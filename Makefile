@@ -34,8 +34,10 @@ cluster-down:
 	$(PY) -m localcluster down
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check operator tests hack/localcluster
+	$(VENV)/bin/ruff check operator tests benchmarks hack/localcluster
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy benchmarks/archive.py
+	$(VENV)/bin/lint-imports
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit -q
@@ -47,7 +49,7 @@ demo: setup
 	$(PY) hack/demo.py
 
 bench-archive: $(STAMP)
-	$(PY) -m modeldeploy.bench archive --size-mib 2048
+	$(PY) benchmarks/archive.py archive --size-mib 2048
 
 clean: cluster-down
 	rm -rf .localcluster

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import socket
@@ -41,9 +42,7 @@ def run_operator(args: argparse.Namespace) -> int:
     if args.resync_seconds is not None:
         if args.resync_seconds <= 0:
             raise SystemExit("--resync-seconds must be greater than 0")
-        config = OperatorConfig(resync_seconds=args.resync_seconds,
-                                watch_timeout_seconds=config.watch_timeout_seconds,
-                                api_timeout_seconds=config.api_timeout_seconds)
+        config = dataclasses.replace(config, resync_seconds=args.resync_seconds)
     kopf.configure(debug=args.debug, verbose=args.debug)
     if args.verbose:
         logging.getLogger("modeldeploy").setLevel(logging.DEBUG)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from localcluster import LocalCluster
-from modeldeploy.spec import parse_spec
+from modeldeploy.api.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "manifests" / "crds"

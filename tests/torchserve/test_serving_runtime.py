@@ -30,12 +30,11 @@ from typing import TypeVar
 
 import pytest
 
+from modeldeploy.api.spec import ModelConfig, PvcStore
 from modeldeploy.serving import (
     ENTRYPOINT,
     READY,
     ArchiveRef,
-    ModelConfig,
-    PvcStore,
     ServingPaths,
     ServingPlan,
     ServingPorts,
@@ -43,6 +42,7 @@ from modeldeploy.serving import (
     model_load_failure,
     render_config,
 )
+from modeldeploy.settings import OperatorIdentity
 
 pytestmark = pytest.mark.torchserve
 
@@ -299,7 +299,7 @@ def make_plan(root: Path, store_root: Path, sha256: str) -> ServingPlan:
             format="zip",
             store=PvcStore(claim_name="model-store"),
         ),
-        operator_image="modeldeploy/operator:test",
+        operator=OperatorIdentity(image="modeldeploy/operator:test"),
         model_config=ModelConfig(
             batch_size=2, max_batch_delay_ms=10, min_workers=1, max_workers=1, startup_timeout_seconds=60
         ),

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.revision import build_key_of, canonical_json, revision_of
-from modeldeploy.spec import parse_spec
+from modeldeploy.api.revision import build_key_of, canonical_json, revision_of
+from modeldeploy.api.spec import parse_spec
 
 BASE: dict[str, Any] = {
     "model": {

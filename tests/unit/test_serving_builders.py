@@ -11,16 +11,14 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.api.spec import ModelConfig, PvcStore, S3Store
 from modeldeploy.serving import (
     CONFIG_PROPERTIES,
     ENTRYPOINT,
     LOG4J2_XML,
     READY,
     ArchiveRef,
-    ModelConfig,
     NetworkPolicyOptions,
-    PvcStore,
-    S3Store,
     ServingPlan,
     build_configmap,
     build_deployment,
@@ -29,6 +27,7 @@ from modeldeploy.serving import (
     build_pdb,
     build_services,
 )
+from modeldeploy.settings import OperatorIdentity
 
 SHA = "a" * 64
 DIGEST = "4f6d2c1b9e8a7d3c"
@@ -63,7 +62,7 @@ def make_plan(**overrides: Any) -> ServingPlan:
         "model_name": "iris",
         "model_version": "2",
         "archive": PVC_ARCHIVE,
-        "operator_image": "ghcr.io/example/modeldeploy:0.1.0",
+        "operator": OperatorIdentity(image="ghcr.io/example/modeldeploy:0.1.0"),
         "model_config": ModelConfig(
             batch_size=8,
             max_batch_delay_ms=20,
@@ -574,7 +573,7 @@ def test_only_the_verifier_sees_s3_credentials() -> None:
 
 
 def test_operator_command_prefixes_the_verify_command() -> None:
-    plan = make_plan(operator_command=("python", "-m", "modeldeploy"))
+    plan = make_plan(operator=OperatorIdentity(command=("python", "-m", "modeldeploy")))
     assert container(plan, "verify-archive")["command"][:5] == ["python", "-m", "modeldeploy", "archive", "verify"]
 
 
@@ -631,17 +630,19 @@ def test_services_select_both_roles_or_one_and_expose_no_management() -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "metrics_from"),
+    ("operator_namespace", "options", "metrics_from"),
     [
-        (NetworkPolicyOptions(), ["modeldeploy-system"]),
-        (NetworkPolicyOptions(monitoring_namespace="monitoring"), ["modeldeploy-system", "monitoring"]),
-        (NetworkPolicyOptions(operator_namespace="ops", monitoring_namespace="ops"), ["ops"]),
+        ("modeldeploy-system", NetworkPolicyOptions(), ["modeldeploy-system"]),
+        ("modeldeploy-system", NetworkPolicyOptions(monitoring_namespace="monitoring"),
+         ["modeldeploy-system", "monitoring"]),
+        ("ops", NetworkPolicyOptions(monitoring_namespace="ops"), ["ops"]),
     ],
 )
 def test_network_policy_opens_inference_to_all_and_metrics_to_scrapers_only(
-    options: NetworkPolicyOptions, metrics_from: list[str]
+    operator_namespace: str, options: NetworkPolicyOptions, metrics_from: list[str]
 ) -> None:
-    policy = build_network_policy(make_plan(network_policy=options))
+    operator = OperatorIdentity(image="ghcr.io/example/modeldeploy:0.1.0", namespace=operator_namespace)
+    policy = build_network_policy(make_plan(network_policy=options, operator=operator))
     assert policy is not None
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": {"modeldeploy.dev/deployment": "iris"}}
@@ -686,7 +687,7 @@ def test_disruption_budget_only_when_more_than_one_replica(replicas: int, has_bu
         ({"replicas": -1}, "serving.replicas"),
         ({"model_name": "iris model"}, "model.name"),
         ({"model_version": "2'"}, "model.version"),
-        ({"operator_command": ()}, "operatorCommand"),
+        ({"operator": OperatorIdentity(command=())}, "operatorCommand"),
         ({"jvm_max_ram_percentage": 95}, "jvmMaxRamPercentage"),
     ],
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.spec import (
+from modeldeploy.api.spec import (
     ArchiveFormat,
     BuiltinHandler,
     ModelDeployment,

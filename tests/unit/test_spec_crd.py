@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from modeldeploy import GROUP, KIND, PLURAL, VERSION
-from modeldeploy.spec import SpecError, parse, parse_spec
+from modeldeploy.api.spec import SpecError, parse, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "manifests" / "crds" / "modeldeploy.dev_modeldeployments.yaml"

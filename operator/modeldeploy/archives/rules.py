@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modeldeploy.api.names import MODEL_NAME as MODEL_NAME_PATTERN
+from modeldeploy.api.names import SHA256 as SHA256_PATTERN
 from modeldeploy.archives.errors import SizeLimitExceeded, UnsafeName
 
-# TorchServe's own model-name rule (ModelArchive / torch-model-archiver).
-MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
+# TorchServe's own model-name rule (ModelArchive / torch-model-archiver), defined with every other name
+# pattern in modeldeploy.api.names; the archive tool takes longer names than a ModelDeployment does.
 MODEL_NAME_MAX = 128
 # Versions appear in TorchServe URLs (/models/NAME/VERSION): the same conservative alphabet.
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.+]*$")
@@ -18,7 +20,6 @@ ENTRY_COMPONENT_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-.+=@,]*$")
 ENTRY_NAME_MAX = 255
 ENTRY_DEPTH_MAX = 16
 RESERVED_TOP_LEVEL = "MAR-INF"
-SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 # A handler that is a file may name its entry point: "handler.py:function".
 HANDLER_ENTRY_POINT = re.compile(r"^(?P<path>.+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 

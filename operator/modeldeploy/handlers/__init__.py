@@ -1,4 +1,7 @@
-"""kopf handlers: thin shims over the reconcile (handlers.reconcile) and the Kubernetes access (k8s)."""
+"""kopf handlers: thin shims over the reconcile engine (modeldeploy.reconcile) and the API access (k8s).
+
+The only package that imports kopf, besides the entry point runner.py.
+"""
 
 from __future__ import annotations
 

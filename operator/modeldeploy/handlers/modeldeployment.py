@@ -18,15 +18,12 @@ from typing import Any
 import kopf
 
 from modeldeploy import GROUP, PLURAL, VERSION
-from modeldeploy.archivejob import OperatorImage
-from modeldeploy.handlers.reconcile import Report, Step, reconcile_and_report, reconcile_steps
-from modeldeploy.k8s import KubeApi, KubeApiError
-from modeldeploy.settings import OperatorConfig
-from modeldeploy.steps import Runtime
+from modeldeploy.api.labels import MANAGED, owner_name
+from modeldeploy.k8s import KubeApi
+from modeldeploy.reconcile import KubeApiError, Report, reconcile_and_report
+from modeldeploy.settings import OperatorConfig, OperatorIdentity
 
 log = logging.getLogger(__name__)
-OWNER_LABEL = f"{GROUP}/deployment"
-MANAGED = {"app.kubernetes.io/managed-by": "modeldeploy"}
 Key = tuple[str, str]
 
 
@@ -54,7 +51,7 @@ def _key(body: Mapping[str, Any]) -> Key:
     return str(meta.get("namespace")), str(meta.get("name"))
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo, steps: tuple[Step, ...],
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentity,
                      logger: logging.Logger | logging.LoggerAdapter[Any], retry_delay: float) -> None:
     api: KubeApi = memo["api"]
     coordination: Coordination = memo["coordination"]
@@ -63,7 +60,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, steps: tuple[Step, ...],
         # A snapshot: kopf updates the live body of daemons while the reconcile awaits.
         snapshot = copy.deepcopy(dict(body))
         try:
-            report: Report = await reconcile_and_report(snapshot, api, steps)
+            report: Report = await reconcile_and_report(snapshot, api, operator)
         except KubeApiError as error:
             raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
     if report.outcome is None:
@@ -82,8 +79,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, steps: tuple[Step, ...],
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     """Register the ModelDeployment handlers with the operator's registry."""
-    runtime = Runtime(operator=OperatorImage(image=config.operator_image), namespace=config.operator_namespace)
-    steps = reconcile_steps(runtime)
+    operator = config.identity
     retry_delay = min(config.resync_seconds, 10.0)
 
     @kopf.on.startup(registry=registry)
@@ -94,7 +90,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     async def reconcile_on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        await _reconcile(body, memo, steps, logger, retry_delay)
+        await _reconcile(body, memo, operator, logger, retry_delay)
 
     @kopf.daemon(GROUP, VERSION, PLURAL, id="resync", cancellation_timeout=5.0, registry=registry)
     async def resync(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
@@ -116,7 +112,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 if stopped:
                     break
                 try:
-                    await _reconcile(body, memo, steps, logger, retry_delay)
+                    await _reconcile(body, memo, operator, logger, retry_delay)
                 except kopf.TemporaryError as error:
                     logger.warning("%s; trying again in %ss.", error, retry_delay)
                     coordination.requeue[key] = retry_delay
@@ -124,10 +120,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             if body.get("metadata", {}).get("deletionTimestamp"):
                 coordination.forget(key)
 
-    @kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry)
-    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", labels=dict(MANAGED), registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", labels=dict(MANAGED), registry=registry)
     async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        owner = (body.get("metadata", {}).get("labels") or {}).get(OWNER_LABEL)
+        owner = owner_name(body.get("metadata", {}).get("labels"))
         coordination: Coordination | None = memo.get("coordination")
         if owner and coordination is not None:
             coordination.wakeup((str(body.get("metadata", {}).get("namespace")), str(owner))).set()

@@ -1,15 +1,10 @@
-"""Access to the Kubernetes API through the official client, off the event loop."""
+"""Access to the Kubernetes API through the official client, off the event loop.
+
+`KubeApi` implements the reconcile's `Cluster` protocol and `Children` its `Children` protocol; API
+errors are raised as the reconcile's own (modeldeploy.reconcile.errors).
+"""
 
 from modeldeploy.k8s.api import KubeApi, load_configuration
 from modeldeploy.k8s.children import Children
-from modeldeploy.k8s.errors import ConflictError, ForbiddenError, KubeApiError, NotFoundError
 
-__all__ = [
-    "Children",
-    "ConflictError",
-    "ForbiddenError",
-    "KubeApi",
-    "KubeApiError",
-    "NotFoundError",
-    "load_configuration",
-]
+__all__ = ["Children", "KubeApi", "load_configuration"]

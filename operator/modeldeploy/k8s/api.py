@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modeldeploy import GROUP, PLURAL, VERSION
 from modeldeploy.k8s.children import Children
-from modeldeploy.k8s.errors import ConflictError, ForbiddenError, KubeApiError, NotFoundError
+from modeldeploy.reconcile.errors import ConflictError, ForbiddenError, KubeApiError, NotFoundError
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from modeldeploy import GROUP
-from modeldeploy.k8s.errors import NotFoundError
-
-FIELD_MANAGER = "modeldeploy"
-APPLIED_HASH = f"{GROUP}/applied-hash"
+from modeldeploy.api.labels import ANNOTATION_APPLIED_HASH as APPLIED_HASH
+from modeldeploy.api.labels import MANAGER as FIELD_MANAGER
+from modeldeploy.reconcile.errors import NotFoundError
 
 _COLLECTIONS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps",

@@ -17,14 +17,11 @@ from modeldeploy.serving.logs import LOAD_FAILURE_AWK, model_load_failure
 from modeldeploy.serving.network import build_network_policy, build_pdb, build_services
 from modeldeploy.serving.plan import (
     ArchiveRef,
-    ModelConfig,
     NetworkPolicyOptions,
-    PvcStore,
-    S3Store,
     ServingPaths,
     ServingPlan,
     ServingPorts,
-    owner_reference,
+    plan_for,
 )
 from modeldeploy.serving.workload import SERVING_CONTAINER, VERIFY_CONTAINER, build_deployment, container_env
 
@@ -52,10 +49,7 @@ __all__ = [
     "SERVING_CONTAINER",
     "VERIFY_CONTAINER",
     "ArchiveRef",
-    "ModelConfig",
     "NetworkPolicyOptions",
-    "PvcStore",
-    "S3Store",
     "ServingPaths",
     "ServingPlan",
     "ServingPorts",
@@ -68,6 +62,6 @@ __all__ = [
     "config_hash",
     "container_env",
     "model_load_failure",
-    "owner_reference",
+    "plan_for",
     "render_config",
 ]

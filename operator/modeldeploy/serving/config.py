@@ -6,13 +6,9 @@ import hashlib
 import json
 from typing import Any
 
+from modeldeploy.api.labels import ANNOTATION_CONFIG_HASH, object_meta
 from modeldeploy.serving.logs import LOAD_FAILURE_AWK
-from modeldeploy.serving.plan import (
-    ANNOTATION_CONFIG_HASH,
-    ServingPlan,
-    object_meta,
-    revision_labels,
-)
+from modeldeploy.serving.plan import ServingPlan
 
 CONFIG_PROPERTIES = "config.properties"
 LOG4J2_XML = "log4j2.xml"
@@ -274,6 +270,6 @@ def config_hash(data: dict[str, str]) -> str:
 def build_configmap(plan: ServingPlan) -> dict[str, Any]:
     """ConfigMap `NAME-REVISION` with config.properties, log4j2.xml, entrypoint.sh and ready.sh."""
     data = render_config(plan)
-    metadata = object_meta(plan.configmap_name, plan.name, plan.namespace, plan.uid, revision_labels(plan))
+    metadata = object_meta(plan.configmap_name, plan.name, plan.namespace, plan.uid, plan.revision_labels)
     metadata["annotations"] = {ANNOTATION_CONFIG_HASH: config_hash(data)}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy.serving.plan import (
-    LABEL_DEPLOYMENT,
-    LABEL_ROLE,
-    ROLES,
-    ServingPlan,
+from modeldeploy.api.labels import (
+    LABEL_NAMESPACE_NAME,
     common_labels,
+    deployment_selector,
     object_meta,
+    role_labels,
     role_selector,
-    workload_labels,
 )
-
-_NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+from modeldeploy.api.revision import ROLES
+from modeldeploy.serving.plan import ServingPlan
 
 
 def _port(name: str, number: int) -> dict[str, Any]:
@@ -37,13 +35,13 @@ def build_services(plan: ServingPlan) -> list[dict[str, Any]]:
             "metadata": shared,
             "spec": {
                 "type": "ClusterIP",
-                "selector": {LABEL_DEPLOYMENT: plan.name},
+                "selector": deployment_selector(plan.name),
                 "ports": [_port("inference", plan.ports.inference)],
             },
         }
     )
     for role in ROLES:
-        labels = {**common_labels(plan.name), LABEL_ROLE: role}
+        labels = role_labels(plan.name, role)
         services.append(
             {
                 "apiVersion": "v1",
@@ -74,7 +72,7 @@ def build_network_policy(plan: ServingPlan) -> dict[str, Any] | None:
         return None
     scrapers = sorted(
         {
-            options.operator_namespace,
+            plan.operator.namespace,
             *([options.monitoring_namespace] if options.monitoring_namespace else []),
         }
     )
@@ -83,7 +81,7 @@ def build_network_policy(plan: ServingPlan) -> dict[str, Any] | None:
         "kind": "NetworkPolicy",
         "metadata": object_meta(plan.name, plan.name, plan.namespace, plan.uid, common_labels(plan.name)),
         "spec": {
-            "podSelector": {"matchLabels": {LABEL_DEPLOYMENT: plan.name}},
+            "podSelector": {"matchLabels": deployment_selector(plan.name)},
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"ports": [{"protocol": "TCP", "port": plan.ports.inference}]},
@@ -92,7 +90,7 @@ def build_network_policy(plan: ServingPlan) -> dict[str, Any] | None:
                         {
                             "namespaceSelector": {
                                 "matchExpressions": [
-                                    {"key": _NAMESPACE_NAME_LABEL, "operator": "In", "values": scrapers}
+                                    {"key": LABEL_NAMESPACE_NAME, "operator": "In", "values": scrapers}
                                 ]
                             }
                         }
@@ -115,7 +113,7 @@ def build_pdb(plan: ServingPlan) -> dict[str, Any] | None:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": object_meta(plan.deployment_name, plan.name, plan.namespace, plan.uid, workload_labels(plan)),
+        "metadata": object_meta(plan.deployment_name, plan.name, plan.namespace, plan.uid, plan.workload_labels),
         "spec": {
             "maxUnavailable": 1,
             "selector": {"matchLabels": role_selector(plan.name, plan.role)},

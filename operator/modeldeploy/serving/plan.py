@@ -1,6 +1,7 @@
 """What one revision of a ModelDeployment needs to be served: the input of every serving builder.
 
-`ServingPlan` is deliberately independent of the CRD model: the operator maps its spec and status onto
+`ServingPlan` holds the API's value types as they are (one `ModelConfig`, one type per store) plus what
+only serving needs (ports, paths, the role); `plan_for` maps a parsed spec and its built archive onto
 it, and the builders turn it into Kubernetes objects without knowing anything else.
 """
 
@@ -10,36 +11,20 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from modeldeploy import GROUP, KIND, VERSION
-
-Role = Literal["stable", "canary"]
-ArchiveFormat = Literal["zip", "zip-store", "tgz", "no-archive"]
-
-ROLES: tuple[Role, ...] = ("stable", "canary")
-ARCHIVE_FORMATS: tuple[ArchiveFormat, ...] = ("zip", "zip-store", "tgz", "no-archive")
+from modeldeploy.api.labels import revision_labels, workload_labels
+from modeldeploy.api.names import DNS1035_LABEL, DNS_LABEL_MAX, MODEL_NAME, SHA256
+from modeldeploy.api.revision import REVISION_NAME_LENGTH, ROLES, Role
+from modeldeploy.api.spec import ArchiveFormat, ModelConfig, ModelDeployment, PvcStore, S3Store
+from modeldeploy.api.status import ArchiveStatus
+from modeldeploy.settings import OperatorIdentity
 
 DEFAULT_IMAGE = "pytorch/torchserve:0.12.0-cpu"
 # The stock TorchServe image runs as `model-server`, uid/gid 1000.
 DEFAULT_UID = 1000
 
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_DEPLOYMENT = f"{GROUP}/deployment"
-LABEL_REVISION = f"{GROUP}/revision"
-LABEL_ROLE = f"{GROUP}/role"
-MANAGER = "modeldeploy"
-
-ANNOTATION_REVISION = f"{GROUP}/revision"
-ANNOTATION_ARCHIVE_SHA256 = f"{GROUP}/archive-sha256"
-ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
-
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-_REVISION = re.compile(r"^[0-9a-f]{10}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_REVISION = re.compile(rf"^[0-9a-f]{{{REVISION_NAME_LENGTH}}}$")
 # Paths end up in config.properties, a Java regex and shell scripts: keep them free of anything to escape.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/_.\-]*$")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -48,52 +33,6 @@ _LONGEST_SUFFIX = "-canary"
 
 def _fail(field_name: str, value: object, bound: str) -> ValueError:
     return ValueError(f"{field_name}={value!r}: {bound}")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """TorchServe's per-model settings (the spec's `model.config`)."""
-
-    batch_size: int = 1
-    max_batch_delay_ms: int = 100
-    min_workers: int = 1
-    max_workers: int = 1
-    response_timeout_seconds: int = 120
-    startup_timeout_seconds: int = 120
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise _fail("model.config.batchSize", self.batch_size, "must be >= 1")
-        if self.max_batch_delay_ms < 0:
-            raise _fail("model.config.maxBatchDelayMs", self.max_batch_delay_ms, "must be >= 0")
-        # Readiness counts READY workers against minWorkers: zero would call a pod without a model ready.
-        if self.min_workers < 1:
-            raise _fail("model.config.minWorkers", self.min_workers, "must be >= 1")
-        if self.max_workers < self.min_workers:
-            raise _fail("model.config.maxWorkers", self.max_workers, f"must be >= minWorkers ({self.min_workers})")
-        if self.response_timeout_seconds < 1:
-            raise _fail("model.config.responseTimeoutSeconds", self.response_timeout_seconds, "must be >= 1")
-        if self.startup_timeout_seconds < 1:
-            raise _fail("model.config.startupTimeoutSeconds", self.startup_timeout_seconds, "must be >= 1")
-
-
-@dataclass(frozen=True)
-class PvcStore:
-    """Archives kept on a PersistentVolumeClaim; `pvc://CLAIM/PATH` URIs point into it."""
-
-    claim_name: str
-
-
-@dataclass(frozen=True)
-class S3Store:
-    """Archives kept in an S3-compatible bucket; credentials come from a Secret in the pod's namespace."""
-
-    bucket: str
-    secret_name: str
-    endpoint: str | None = None
-    region: str | None = None
-    access_key_id_key: str = "AWS_ACCESS_KEY_ID"
-    secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
 
 
 @dataclass(frozen=True)
@@ -106,10 +45,10 @@ class ArchiveRef:
     store: PvcStore | S3Store
 
     def __post_init__(self) -> None:
-        if not _SHA256.match(self.sha256):
+        if not SHA256.match(self.sha256):
             raise _fail("archive.sha256", self.sha256, "must be 64 lowercase hex digits")
-        if self.format not in ARCHIVE_FORMATS:
-            raise _fail("archive.format", self.format, f"must be one of {', '.join(ARCHIVE_FORMATS)}")
+        if self.format not in {f.value for f in ArchiveFormat}:
+            raise _fail("archive.format", self.format, f"must be one of {', '.join(f.value for f in ArchiveFormat)}")
         scheme = "pvc://" if isinstance(self.store, PvcStore) else "s3://"
         if not self.uri.startswith(scheme):
             raise _fail("archive.uri", self.uri, f"must start with {scheme} for this store")
@@ -172,7 +111,6 @@ class NetworkPolicyOptions:
     """Who may reach the pods besides inference clients: metrics scrapers in these namespaces only."""
 
     enabled: bool = True
-    operator_namespace: str = "modeldeploy-system"
     monitoring_namespace: str | None = None
 
 
@@ -197,8 +135,8 @@ class ServingPlan:
     model_name: str
     model_version: str
     archive: ArchiveRef
-    operator_image: str
-    operator_command: tuple[str, ...] = ("modeldeploy",)
+    operator: OperatorIdentity = field(default_factory=OperatorIdentity)
+    """The operator, whose image and command verify the archive in each pod and whose namespace scrapes."""
     image: str = DEFAULT_IMAGE
     model_config: ModelConfig = field(default_factory=ModelConfig)
     resources: Mapping[str, Mapping[str, str]] = field(default_factory=_default_resources)
@@ -214,13 +152,13 @@ class ServingPlan:
     run_as_user: int = DEFAULT_UID
 
     def __post_init__(self) -> None:
-        if not _DNS_LABEL.match(self.name) or len(self.name) + len(_LONGEST_SUFFIX) > 63:
+        if not DNS1035_LABEL.match(self.name) or len(self.name) + len(_LONGEST_SUFFIX) > DNS_LABEL_MAX:
             raise _fail(
                 "metadata.name",
                 self.name,
-                f"must be a DNS label of at most {63 - len(_LONGEST_SUFFIX)} chars",
+                f"must be a DNS label of at most {DNS_LABEL_MAX - len(_LONGEST_SUFFIX)} chars",
             )
-        if not _DNS_LABEL.match(self.namespace):
+        if not DNS1035_LABEL.match(self.namespace):
             raise _fail("metadata.namespace", self.namespace, "must be a DNS label")
         if not self.uid:
             raise _fail("metadata.uid", self.uid, "must not be empty")
@@ -230,14 +168,14 @@ class ServingPlan:
             raise _fail("role", self.role, "must be stable or canary")
         if self.replicas < 0:
             raise _fail("serving.replicas", self.replicas, "must be >= 0")
-        if not _MODEL_NAME.match(self.model_name):
-            raise _fail("model.name", self.model_name, f"must match {_MODEL_NAME.pattern}")
-        if not _MODEL_NAME.match(self.model_version):
-            raise _fail("model.version", self.model_version, f"must match {_MODEL_NAME.pattern}")
+        if not MODEL_NAME.match(self.model_name):
+            raise _fail("model.name", self.model_name, f"must match {MODEL_NAME.pattern}")
+        if not MODEL_NAME.match(self.model_version):
+            raise _fail("model.version", self.model_version, f"must match {MODEL_NAME.pattern}")
         if not _SAFE_FILE.match(self.archive.file_name):
             raise _fail("archive.uri", self.archive.uri, "must end in a file name of [A-Za-z0-9_.-]")
-        if not self.operator_command:
-            raise _fail("operatorCommand", self.operator_command, "must not be empty")
+        if not self.operator.command:
+            raise _fail("operatorCommand", self.operator.command, "must not be empty")
         if self.job_queue_size < 1:
             raise _fail("jobQueueSize", self.job_queue_size, "must be >= 1")
         if self.netty_threads < 1:
@@ -283,43 +221,43 @@ class ServingPlan:
         return posixpath.join(self.paths.config_dir, key)
 
 
-def common_labels(name: str) -> dict[str, str]:
-    """Labels on every object made for the ModelDeployment `name`."""
-    return {LABEL_NAME: name, LABEL_MANAGED_BY: MANAGER, LABEL_DEPLOYMENT: name}
+    @property
+    def revision_labels(self) -> dict[str, str]:
+        """Labels of objects that belong to the plan's revision (its ConfigMap)."""
+        return revision_labels(self.name, self.revision)
+
+    @property
+    def workload_labels(self) -> dict[str, str]:
+        """Labels of objects and pods that serve the plan's revision in its role."""
+        return workload_labels(self.name, self.revision, self.role)
 
 
-def revision_labels(plan: ServingPlan) -> dict[str, str]:
-    """Labels of objects that belong to one revision (the ConfigMap)."""
-    return {**common_labels(plan.name), LABEL_REVISION: plan.revision}
-
-
-def workload_labels(plan: ServingPlan) -> dict[str, str]:
-    """Labels of objects and pods that serve one revision in one role."""
-    return {**revision_labels(plan), LABEL_ROLE: plan.role}
-
-
-def role_selector(name: str, role: Role) -> dict[str, str]:
-    """The immutable selector of one role's pods (no revision: a Deployment keeps it across revisions)."""
-    return {LABEL_DEPLOYMENT: name, LABEL_ROLE: role}
-
-
-def owner_reference(name: str, uid: str) -> dict[str, Any]:
-    """The controller reference to the ModelDeployment that owns a child object."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def object_meta(name: str, plan_name: str, namespace: str, uid: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    """Metadata of a child object: its name, namespace, labels and owner."""
-    return {
-        "name": name,
-        "namespace": namespace,
-        "labels": dict(labels),
-        "ownerReferences": [owner_reference(plan_name, uid)],
-    }
+def plan_for(md: ModelDeployment, archive: ArchiveStatus, revision: str, role: Role, replicas: int,
+             operator: OperatorIdentity) -> ServingPlan:
+    """What the builders need to serve `revision` of `md` in `role` with `replicas` pods."""
+    spec = md.spec
+    resources = spec.serving.resources
+    extra: dict[str, Any] = {}
+    if resources is not None:
+        extra["resources"] = {"requests": dict(resources.requests), "limits": dict(resources.limits)}
+    return ServingPlan(
+        name=md.name,
+        namespace=md.namespace,
+        uid=md.uid,
+        revision=revision,
+        role=role,
+        replicas=replicas,
+        model_name=spec.model.name,
+        model_version=spec.model.version,
+        archive=ArchiveRef(uri=archive.uri, sha256=archive.sha256, format=ArchiveFormat(archive.format),
+                           store=spec.archive.store),
+        operator=operator,
+        image=spec.serving.image,
+        model_config=spec.model.config,
+        ports=ServingPorts(inference=spec.serving.port, metrics=spec.serving.metrics_port),
+        network_policy=NetworkPolicyOptions(
+            enabled=spec.serving.network_policy.enabled,
+            monitoring_namespace=spec.serving.network_policy.monitoring_namespace or None,
+        ),
+        **extra,
+    )

@@ -5,18 +5,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from modeldeploy.serving.config import ENTRYPOINT, READY, build_configmap
-from modeldeploy.serving.plan import (
+from modeldeploy.api.labels import (
     ANNOTATION_ARCHIVE_SHA256,
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_REVISION,
-    PvcStore,
-    S3Store,
-    ServingPlan,
     object_meta,
     role_selector,
-    workload_labels,
 )
+from modeldeploy.api.spec import PvcStore, S3Store
+from modeldeploy.serving.config import ENTRYPOINT, READY, build_configmap
+from modeldeploy.serving.plan import ServingPlan
 
 SERVING_CONTAINER = "torchserve"
 VERIFY_CONTAINER = "verify-archive"
@@ -28,6 +26,9 @@ BOOT_ALLOWANCE_SECONDS = 60
 # After the response timeout, what `torchserve --stop` needs to stop the JVM and its workers.
 STOP_ALLOWANCE_SECONDS = 15
 LOGS_SIZE_LIMIT = "64Mi"
+# The keys of an S3 store's Secret that hold its credentials.
+S3_ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
+S3_SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
 
 _CONFIG_VOLUME = "config"
 _STORE_VOLUME = "model-store"
@@ -74,7 +75,7 @@ def verify_command(plan: ServingPlan) -> list[str]:
     A PVC archive is checked in place (its volume is mounted read-only); an S3 archive is fetched into
     the pod's emptyDir model store while it is hashed.
     """
-    command = [*plan.operator_command, "archive", "verify"]
+    command = [*plan.operator.command, "archive", "verify"]
     if isinstance(plan.archive.store, PvcStore):
         return [*command, plan.archive_path, "--sha256", plan.archive.sha256]
     return [*command, plan.archive.uri, "--sha256", plan.archive.sha256, "--output", plan.archive_path]
@@ -85,8 +86,8 @@ def _s3_env(store: S3Store) -> list[dict[str, Any]]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": store.secret_name, "key": key}}}
 
     env = [
-        secret("AWS_ACCESS_KEY_ID", store.access_key_id_key),
-        secret("AWS_SECRET_ACCESS_KEY", store.secret_access_key_key),
+        secret("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY_ID_KEY),
+        secret("AWS_SECRET_ACCESS_KEY", S3_SECRET_ACCESS_KEY_KEY),
     ]
     if store.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": store.endpoint})
@@ -120,7 +121,7 @@ def _verify_container(plan: ServingPlan) -> dict[str, Any]:
         env.extend(_s3_env(plan.archive.store))
     return {
         "name": VERIFY_CONTAINER,
-        "image": plan.operator_image,
+        "image": plan.operator.image,
         "command": verify_command(plan),
         "env": env,
         "resources": {kind: dict(values) for kind, values in plan.verify_resources.items()},
@@ -184,7 +185,7 @@ def _serving_container(plan: ServingPlan) -> dict[str, Any]:
 
 def build_deployment(plan: ServingPlan) -> dict[str, Any]:
     """Deployment `NAME-ROLE` serving the revision; its pods verify the archive before TorchServe starts."""
-    labels = workload_labels(plan)
+    labels = plan.workload_labels
     metadata = object_meta(plan.deployment_name, plan.name, plan.namespace, plan.uid, labels)
     metadata["annotations"] = {ANNOTATION_REVISION: plan.revision}
     config_hash = build_configmap(plan)["metadata"]["annotations"][ANNOTATION_CONFIG_HASH]

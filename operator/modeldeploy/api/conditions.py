@@ -1,10 +1,9 @@
-"""Status as a pure function: phases, standard conditions, and the smallest patch that gets there.
+"""Phases, standard conditions and verdicts: what a reconcile concludes, as pure values.
 
-A reconcile ends with a `Verdict` (a phase and the state of each standard condition). `desired_status`
-turns it into the status the object should have, keeping each condition's lastTransitionTime unless
-its status flips, and keeping conditions owned by others untouched. `status_patch` returns only the
-fields that differ, or None: a settled object gets no write at all. `transition_events` says which
-Events a change deserves, so a resync that changes nothing posts nothing.
+A reconcile ends with a `Verdict` (a phase and the state of each standard condition).
+`merge_conditions` renders it into the object's conditions, keeping each condition's
+lastTransitionTime unless its status flips, and keeping conditions owned by others untouched
+(api/status.py builds the whole status from it).
 """
 
 from __future__ import annotations
@@ -156,61 +155,9 @@ def merge_conditions(current: Sequence[Mapping[str, Any]], desired: Sequence[Con
     return merged
 
 
-def desired_status(
-    current: Mapping[str, Any],
-    verdict: Verdict,
-    *,
-    generation: int,
-    now: datetime,
-    fields: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The status fields the operator owns, as they should be after this verdict.
-
-    `fields` are further status fields set by reconcile steps (revision, archive, rollout state);
-    a value of None removes the field.
-    """
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "phase": verdict.phase.value,
-        "conditions": merge_conditions(current.get("conditions") or [], verdict.conditions, generation, now),
-    }
-    status.update(fields or {})
-    return status
-
-
-def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A merge patch of the fields that differ, or None when the status is already as desired."""
-    patch = {
-        key: value
-        for key, value in desired.items()
-        if current.get(key) != value and not (value is None and key not in current)
-    }
-    return patch or None
-
-
-def find_condition(status: Mapping[str, Any], kind: ConditionType) -> Mapping[str, Any] | None:
-    """A condition of the given type in a status, if present."""
-    for condition in status.get("conditions") or []:
+def find_condition(conditions: Sequence[Mapping[str, Any]], kind: ConditionType) -> Mapping[str, Any] | None:
+    """The condition of the given type among rendered conditions, if present."""
+    for condition in conditions:
         if condition.get("type") == kind.value:
-            found: Mapping[str, Any] = condition
-            return found
+            return condition
     return None
-
-
-def transition_events(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list[EventNote]:
-    """The Events a status change deserves: a new revision, and each change of phase or Ready reason."""
-    events: list[EventNote] = []
-    old_revision, new_revision = current.get("revision"), desired.get("revision")
-    if new_revision and new_revision != old_revision:
-        replaced = f", replacing {old_revision}" if old_revision else ""
-        events.append(EventNote("Normal", "NewRevision", f"Spec revision {new_revision}{replaced}"))
-
-    old_ready = find_condition(current, ConditionType.READY) or {}
-    new_ready = find_condition(desired, ConditionType.READY) or {}
-    phase_changed = current.get("phase") != desired.get("phase")
-    if phase_changed or old_ready.get("reason") != new_ready.get("reason"):
-        degraded = find_condition(desired, ConditionType.DEGRADED) or {}
-        kind: Literal["Normal", "Warning"] = "Warning" if degraded.get("status") == "True" else "Normal"
-        reason = str(new_ready.get("reason") or desired.get("phase") or "Unknown")
-        events.append(EventNote(kind, reason, f"{desired.get('phase')}: {new_ready.get('message', '')}"))
-    return events

@@ -1,4 +1,4 @@
-"""The archive build Job of a revision, and how to read its outcome: pure functions, no API access.
+"""The archive build Job of a revision: a pure function of the spec, the build key and the operator.
 
 The Job runs the operator's own image and command (`modeldeploy archive build`). PVC sources are
 mounted read-only under /sources/CLAIM, the PVC store read-write at /store; https and s3 sources are
@@ -8,34 +8,21 @@ which the operator reads from the finished pod.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from modeldeploy import GROUP
-from modeldeploy.serving import owner_reference
-from modeldeploy.spec import ModelDeployment, PvcStore, S3Store, Source, SourceScheme
+from modeldeploy.api.labels import build_labels, object_meta
+from modeldeploy.api.spec import ModelDeployment, PvcStore, S3Store, Source, SourceScheme
+from modeldeploy.settings import OperatorIdentity
 
 SOURCES_ROOT = "/sources"
 STORE_MOUNT = "/store"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 TTL_SECONDS_AFTER_FINISHED = 3600
-COMPONENT = "archive-build"
-BUILD_KEY_LABEL = f"{GROUP}/build-key"
 DEFAULT_BUILD_RESOURCES: Mapping[str, Mapping[str, str]] = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class OperatorImage:
-    """How the operator runs its own code in a pod: the image and the command it starts."""
-
-    image: str
-    command: tuple[str, ...] = ("modeldeploy",)
-    run_as_user: int = 65532  # the operator image's user (see Dockerfile)
 
 
 def job_name(md: ModelDeployment, build_key_short: str) -> str:
@@ -91,7 +78,7 @@ def build_args(md: ModelDeployment) -> list[str]:
     return args
 
 
-def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorImage) -> dict[str, Any]:
+def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorIdentity) -> dict[str, Any]:
     """The Job that builds the revision's archive into its store."""
     spec = md.spec
     claims = sorted({s.location for _, s in spec.model.sources() if s.scheme is SourceScheme.PVC})
@@ -113,13 +100,7 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorImage
         env_from.append({"secretRef": {"name": spec.model.source_secret_name}})
     build = spec.archive.build
     resources = build.resources
-    labels = {
-        "app.kubernetes.io/name": md.name,
-        "app.kubernetes.io/component": COMPONENT,
-        "app.kubernetes.io/managed-by": "modeldeploy",
-        f"{GROUP}/deployment": md.name,
-        BUILD_KEY_LABEL: build_key_short,
-    }
+    labels = build_labels(md.name, build_key_short)
     container: dict[str, Any] = {
         "name": "build",
         "image": operator.image,
@@ -138,8 +119,7 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorImage
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(md, build_key_short), "namespace": md.namespace, "labels": labels,
-                     "ownerReferences": [owner_reference(md.name, md.uid)]},
+        "metadata": object_meta(job_name(md, build_key_short), md.name, md.namespace, md.uid, labels),
         "spec": {
             "backoffLimit": build.backoff_limit,
             "activeDeadlineSeconds": build.active_deadline_seconds,
@@ -158,85 +138,4 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorImage
                 },
             },
         },
-    }
-
-
-@dataclasses.dataclass(frozen=True)
-class JobOutcome:
-    """What a build Job says: still running, built (with its result), or failed (with why)."""
-
-    state: str  # "running" | "succeeded" | "failed"
-    result: Mapping[str, Any] | None = None
-    reason: str = ""
-    message: str = ""
-
-
-def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind and cond.get("status") == "True":
-            return dict(cond)
-    return None
-
-
-def _last_termination(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The most recently finished build container's terminated state."""
-    finished = []
-    for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (status.get("state") or {}).get("terminated")
-            if terminated:
-                finished.append(terminated)
-    finished.sort(key=lambda t: str(t.get("finishedAt") or ""))
-    return finished[-1] if finished else None
-
-
-def _tail(text: str, lines: int = 10) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def job_outcome(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
-    """Reads a build Job and its pods: the result JSON on success, the reason and log tail on failure."""
-    terminated = _last_termination(pods)
-    message = str((terminated or {}).get("message") or "")
-    document: Mapping[str, Any] | None = None
-    try:
-        parsed = json.loads(message) if message.startswith("{") else None
-        document = parsed if isinstance(parsed, dict) else None
-    except ValueError:
-        document = None
-    if _condition(job, "Complete") is not None:
-        if document is None or "sha256" not in document:
-            return JobOutcome("failed", reason="BuildResultMissing",
-                              message=f"the build finished without a result: {_tail(message) or 'no message'}")
-        return JobOutcome("succeeded", result=document)
-    failed = _condition(job, "Failed")
-    if failed is not None:
-        if document is not None and "message" in document:
-            return JobOutcome("failed", reason=str(document.get("reason") or "BuildFailed"),
-                              message=str(document["message"]))
-        detail = _tail(message) or str(failed.get("message") or "")
-        return JobOutcome("failed", reason=str(failed.get("reason") or "BuildFailed"), message=detail)
-    return JobOutcome("running")
-
-
-def store_uri(uri: str, store: PvcStore | S3Store) -> str:
-    """The artifact's URI as users see it: file:///store/KEY inside the build becomes pvc://CLAIM/KEY."""
-    prefix = f"file://{STORE_MOUNT}/"
-    if isinstance(store, PvcStore) and uri.startswith(prefix):
-        return f"pvc://{store.claim_name}/{uri[len(prefix):]}"
-    return uri
-
-
-def archive_status(result: Mapping[str, Any], md: ModelDeployment, revision: str,
-                   build_key: str) -> dict[str, Any]:
-    """status.archive from a build result."""
-    return {
-        "revision": revision,
-        "buildKey": build_key,
-        "inputsDigest": str(result["inputsDigest"]),
-        "sha256": str(result["sha256"]),
-        "uri": store_uri(str(result["uri"]), md.spec.archive.store),
-        "format": str(result["format"]),
-        "bytes": int(result["bytes"]),
-        "reused": bool(result.get("reused", False)),
     }

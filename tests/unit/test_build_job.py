@@ -8,11 +8,12 @@ from typing import Any
 
 import yaml
 
-from modeldeploy.archivejob import OperatorImage, archive_status, build_job, job_name, job_outcome, store_uri
-from modeldeploy.spec import PvcStore, S3Store, parse
+from modeldeploy.api.spec import PvcStore, S3Store, parse
+from modeldeploy.building import archive_status, build_job, job_name, job_outcome, store_uri
+from modeldeploy.settings import OperatorIdentity
 
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR = OperatorImage(image="registry.example/modeldeploy-operator:0.1.0")
+OPERATOR = OperatorIdentity(image="registry.example/modeldeploy-operator:0.1.0")
 
 
 def sample(name: str = "iris.yaml") -> Any:
@@ -97,8 +98,9 @@ def test_a_complete_job_yields_its_result_and_the_status_names_the_claim() -> No
     assert outcome.state == "succeeded" and outcome.result == RESULT
     md = sample()
     status = archive_status(RESULT, md, "0123456789", "abcdef012345")
-    assert status["uri"] == "pvc://model-store/" + "a" * 64 + "/iris.mar"
-    assert (status["buildKey"], status["revision"], status["bytes"]) == ("abcdef012345", "0123456789", 14694)
+    assert status.uri == "pvc://model-store/" + "a" * 64 + "/iris.mar"
+    assert (status.build_key, status.revision, status.bytes) == ("abcdef012345", "0123456789", 14694)
+    assert status.render()["buildKey"] == "abcdef012345"
 
 
 def test_a_refused_build_reports_its_reason_and_message() -> None:

@@ -1,4 +1,4 @@
-"""Benchmarks. `python -m modeldeploy.bench archive [--size-mib 2048]` and `... deflate-levels`.
+"""The archive benchmark: `python benchmarks/archive.py archive [--size-mib 2048]` and `... deflate-levels`.
 
 Times, in one run and on the same generated serialized file: a plain copy (shutil.copyfile, and the
 same followed by fsync), torch-model-archiver 0.12 (its default deflate format and zip-store, through
@@ -319,7 +319,7 @@ def levels_table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen benchmark."""
     parser = argparse.ArgumentParser(
-        prog="python -m modeldeploy.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python benchmarks/archive.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="benchmark", required=True)
     archive = commands.add_parser("archive", help="archive builders against a plain copy")

@@ -17,21 +17,24 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from modeldeploy.api.names import (
+    DNS1035_LABEL,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    MODEL_NAME,
+    S3_BUCKET,
+    SHA256,
+)
+
 MAX_NAME_LENGTH = 44
 """The longest metadata.name: the longest child, NAME-build-<12 hex>, must fit a 63-character label."""
 
 MANAGEMENT_PORT = 8081
 """TorchServe's management API port; it listens on 127.0.0.1 only and is never exposed."""
 
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_TORCHSERVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GO_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
 _GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _HTTP_URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
 _QUANTITY = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
@@ -144,7 +147,7 @@ class Handler:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """TorchServe runtime settings of the model."""
+    """TorchServe's per-model runtime settings (`spec.model.config`), with the CRD's defaults."""
 
     batch_size: int = 1
     max_batch_delay_ms: int = 100
@@ -152,6 +155,22 @@ class ModelConfig:
     max_workers: int = 1
     response_timeout_seconds: int = 120
     startup_timeout_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        field = "spec.model.config"
+        if self.batch_size < 1:
+            raise SpecError(f"{field}.batchSize", self.batch_size, "must be >= 1")
+        if self.max_batch_delay_ms < 0:
+            raise SpecError(f"{field}.maxBatchDelayMs", self.max_batch_delay_ms, "must be >= 0")
+        # Readiness counts READY workers against minWorkers: zero would call a pod without a model ready.
+        if self.min_workers < 1:
+            raise SpecError(f"{field}.minWorkers", self.min_workers, "must be >= 1")
+        if self.min_workers > self.max_workers:
+            raise SpecError(f"{field}.minWorkers", self.min_workers, f"must be <= maxWorkers ({self.max_workers})")
+        if self.response_timeout_seconds < 1:
+            raise SpecError(f"{field}.responseTimeoutSeconds", self.response_timeout_seconds, "must be >= 1")
+        if self.startup_timeout_seconds < 1:
+            raise SpecError(f"{field}.startupTimeoutSeconds", self.startup_timeout_seconds, "must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,7 +494,7 @@ def _source(reader: _Reader) -> Source:
     if any(segment in (".", "..") for segment in segments):
         raise SpecError(reader.at("uri"), uri, 'must not contain "." or ".." path segments')
     sha256 = reader.optional_string("sha256", max_length=64)
-    if sha256 is not None and not _SHA256.match(sha256):
+    if sha256 is not None and not SHA256.match(sha256):
         raise SpecError(reader.at("sha256"), sha256, "must be 64 lowercase hexadecimal characters")
     return Source(uri=uri, sha256=sha256)
 
@@ -507,28 +526,28 @@ def _handler(reader: _Reader) -> Handler:
 
 
 def _model_config(reader: _Reader) -> ModelConfig:
-    config = ModelConfig(
-        batch_size=reader.integer("batchSize", 1, minimum=1, maximum=1024),
-        max_batch_delay_ms=reader.integer("maxBatchDelayMs", 100, minimum=0, maximum=60000),
-        min_workers=reader.integer("minWorkers", 1, minimum=1, maximum=64),
-        max_workers=reader.integer("maxWorkers", 1, minimum=1, maximum=64),
-        response_timeout_seconds=reader.integer("responseTimeoutSeconds", 120, minimum=1, maximum=3600),
-        startup_timeout_seconds=reader.integer("startupTimeoutSeconds", 300, minimum=1, maximum=3600),
+    defaults = ModelConfig()
+    # ModelConfig itself refuses minWorkers above maxWorkers, naming spec.model.config.minWorkers.
+    return ModelConfig(
+        batch_size=reader.integer("batchSize", defaults.batch_size, minimum=1, maximum=1024),
+        max_batch_delay_ms=reader.integer("maxBatchDelayMs", defaults.max_batch_delay_ms, minimum=0, maximum=60000),
+        min_workers=reader.integer("minWorkers", defaults.min_workers, minimum=1, maximum=64),
+        max_workers=reader.integer("maxWorkers", defaults.max_workers, minimum=1, maximum=64),
+        response_timeout_seconds=reader.integer("responseTimeoutSeconds", defaults.response_timeout_seconds,
+                                                minimum=1, maximum=3600),
+        startup_timeout_seconds=reader.integer("startupTimeoutSeconds", defaults.startup_timeout_seconds,
+                                               minimum=1, maximum=3600),
     )
-    if config.min_workers > config.max_workers:
-        raise SpecError(reader.at("minWorkers"), config.min_workers,
-                        f"must be <= maxWorkers ({config.max_workers})")
-    return config
 
 
 def _secret_name(reader: _Reader, key: str) -> str:
-    return _matching(reader.child(key), "name", _DNS1123_SUBDOMAIN, "must be a DNS-1123 subdomain")
+    return _matching(reader.child(key), "name", DNS1123_SUBDOMAIN, "must be a DNS-1123 subdomain")
 
 
 def _model(reader: _Reader) -> Model:
-    name = _matching(reader, "name", _TORCHSERVE_NAME, "must match ^[A-Za-z0-9][A-Za-z0-9_\\-.]*$",
+    name = _matching(reader, "name", MODEL_NAME, f"must match {MODEL_NAME.pattern}",
                      max_length=64)
-    version = _matching(reader, "version", _TORCHSERVE_NAME, "must match ^[A-Za-z0-9][A-Za-z0-9_\\-.]*$",
+    version = _matching(reader, "version", MODEL_NAME, f"must match {MODEL_NAME.pattern}",
                         "1.0", max_length=32)
     extra_files = []
     for item in reader.items("extraFiles", max_items=32) or []:
@@ -597,7 +616,7 @@ def _store(reader: _Reader) -> PvcStore | S3Store:
         raise SpecError(reader.path, dict(reader.data), "must set exactly one of pvc or s3")
     if reader.has("pvc"):
         pvc = reader.child("pvc")
-        claim = _matching(pvc, "claimName", _DNS1123_SUBDOMAIN, "must be a DNS-1123 subdomain", "model-store")
+        claim = _matching(pvc, "claimName", DNS1123_SUBDOMAIN, "must be a DNS-1123 subdomain", "model-store")
         return PvcStore(claim_name=claim)
     s3 = reader.child("s3")
     prefix = s3.string("prefix", "", max_length=512)
@@ -607,7 +626,7 @@ def _store(reader: _Reader) -> PvcStore | S3Store:
     if endpoint is not None and not _HTTP_URL.match(endpoint):
         raise SpecError(s3.at("endpoint"), endpoint, "must be an http:// or https:// URL")
     return S3Store(
-        bucket=_matching(s3, "bucket", _S3_BUCKET, "must be an S3 bucket name", max_length=63),
+        bucket=_matching(s3, "bucket", S3_BUCKET, "must be an S3 bucket name", max_length=63),
         secret_name=_secret_name(s3, "secretRef"),
         prefix=prefix,
         endpoint=endpoint,
@@ -644,7 +663,7 @@ def _serving(reader: _Reader) -> Serving:
         metrics_port=reader.integer("metricsPort", 8082, minimum=1024, maximum=65535),
         network_policy=NetworkPolicy(
             enabled=network_policy.boolean("enabled", True),
-            monitoring_namespace=_matching(network_policy, "monitoringNamespace", _DNS1123_LABEL,
+            monitoring_namespace=_matching(network_policy, "monitoringNamespace", DNS1123_LABEL,
                                            "must be a namespace name", "monitoring", max_length=63),
         ),
     )
@@ -682,7 +701,7 @@ def _steps(reader: _Reader) -> tuple[RolloutStep, ...]:
 
 
 def _metric(reader: _Reader) -> Metric:
-    name = _matching(reader, "name", _DNS1123_LABEL, "must be a DNS-1123 label", max_length=63)
+    name = _matching(reader, "name", DNS1123_LABEL, "must be a DNS-1123 label", max_length=63)
     provider_reader = reader.child("provider")
     provider: TorchServeProvider | PrometheusProvider
     if provider_reader.has("torchserve") == provider_reader.has("prometheus"):
@@ -768,7 +787,7 @@ def check_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise SpecError("metadata.name", name,
                         f"must be at most {MAX_NAME_LENGTH} characters so that NAME-build-<12 hex> fits 63")
-    if not _DNS1035_LABEL.match(name):
+    if not DNS1035_LABEL.match(name):
         raise SpecError("metadata.name", name, "must be a DNS-1035 label (it also names Services)")
     return name
 

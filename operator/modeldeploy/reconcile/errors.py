@@ -1,4 +1,4 @@
-"""Errors of the Kubernetes API, reduced to what the callers decide on."""
+"""Errors of the Kubernetes API, reduced to what the reconcile decides on (raised by modeldeploy.k8s)."""
 
 from __future__ import annotations
 

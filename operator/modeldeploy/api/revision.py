@@ -1,4 +1,5 @@
-"""Revisions and build keys: content addresses of the parts of a spec that matter.
+"""Revisions, build keys and roles: content addresses of the parts of a spec that matter, and the two
+places a revision can be served from.
 
 A **revision** identifies what is served. It is the sha256 of a canonical JSON document (sorted keys,
 no whitespace, UTF-8) of the model (name, version, sources with their pins, handler, TorchServe
@@ -7,14 +8,16 @@ what does not change a serving pod: replicas (a replica change scales, it does n
 NetworkPolicy, the rollout and analysis settings, and the Secret names (rotating credentials is not a
 new model). Defaults are applied before hashing, so writing a default explicitly changes nothing.
 
-Names and labels carry the first 10 hex characters (`Revision.short`); status carries the same short
-form, so `kubectl get mdep` matches the names of the children. 40 bits make an accidental collision
-between the few revisions of one deployment negligible; the full digest stays available as
-`Revision.digest` for audit.
+Both are a `Digest`. Names and labels carry a revision's first 10 hex characters (`Digest.short`);
+status carries the same short form, so `kubectl get mdep` matches the names of the children. 40 bits
+make an accidental collision between the few revisions of one deployment negligible; the full digest
+stays available as `Digest.digest` for audit.
 
 A **build key** identifies an archive build: only what changes the archive's bytes or where they are
 stored (model files, name, version, format, store), not the TorchServe runtime config, which goes to
 config.properties. The build Job is named NAME-build-<first 12 hex of the build key>.
+
+A **role** is where a revision is served: `stable` (Deployment NAME-stable) or `canary` (NAME-canary).
 
 Source contents behind an unpinned URI are not part of either digest: they are resolved by the build,
 whose inputs digest (status.archive.inputsDigest) covers the bytes.
@@ -25,9 +28,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
-from modeldeploy.spec import (
+from modeldeploy.api.spec import (
     Archive,
     Model,
     ModelDeploymentSpec,
@@ -40,6 +43,9 @@ REVISION_SCHEMA = "modeldeploy.dev/revision/v1"
 BUILD_KEY_SCHEMA = "modeldeploy.dev/build-key/v1"
 REVISION_NAME_LENGTH = 10
 BUILD_KEY_NAME_LENGTH = 12
+
+Role = Literal["stable", "canary"]
+ROLES: tuple[Role, ...] = ("stable", "canary")
 
 
 @dataclasses.dataclass(frozen=True)

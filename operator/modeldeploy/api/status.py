@@ -1,0 +1,190 @@
+"""The typed status of a ModelDeployment: parsed once from the object, changed by the reconcile steps as
+typed fields, rendered back, and written only as the smallest patch that gets there.
+
+Room for two revisions: `revision` is what the spec asks for, `stable_revision` serves the stable
+traffic, `canary_revision` the canary's, and `rollout` holds the rollout's progress (rendered to the
+CRD's `currentStep` and `canaryWeight`). A field left None is not written, and removed if it was there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from modeldeploy.api.conditions import (
+    ConditionType,
+    EventNote,
+    Phase,
+    Verdict,
+    find_condition,
+    merge_conditions,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveStatus:
+    """status.archive: the archive built for a revision, and where it is."""
+
+    revision: str
+    build_key: str
+    inputs_digest: str
+    sha256: str
+    uri: str
+    format: str
+    bytes: int
+    reused: bool = False
+
+    @classmethod
+    def parse(cls, data: object) -> ArchiveStatus | None:
+        """The archive recorded in a status, or None when there is none (or only part of one)."""
+        if not isinstance(data, Mapping):
+            return None
+        try:
+            return cls(
+                revision=str(data["revision"]),
+                build_key=str(data["buildKey"]),
+                inputs_digest=str(data["inputsDigest"]),
+                sha256=str(data["sha256"]),
+                uri=str(data["uri"]),
+                format=str(data["format"]),
+                bytes=int(data["bytes"]),
+                reused=bool(data.get("reused", False)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def render(self) -> dict[str, Any]:
+        """The status field as the CRD defines it."""
+        return {
+            "revision": self.revision,
+            "buildKey": self.build_key,
+            "inputsDigest": self.inputs_digest,
+            "sha256": self.sha256,
+            "uri": self.uri,
+            "format": self.format,
+            "bytes": self.bytes,
+            "reused": self.reused,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutStatus:
+    """Where a canary rollout stands. The canary engine owns its content; today no step sets it."""
+
+    current_step: int | None = None
+    canary_weight: int | None = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> RolloutStatus:
+        """The rollout fields of a status."""
+        return cls(current_step=_optional_int(data.get("currentStep")),
+                   canary_weight=_optional_int(data.get("canaryWeight")))
+
+    def render(self) -> dict[str, Any]:
+        """The CRD's flat rollout fields (None: not written, or removed)."""
+        return {"currentStep": self.current_step, "canaryWeight": self.canary_weight}
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """The status fields the operator owns."""
+
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    conditions: tuple[Mapping[str, Any], ...] = ()
+    """Rendered conditions, ours and others' (others' are kept as they are)."""
+    revision: str | None = None
+    stable_revision: str | None = None
+    canary_revision: str | None = None
+    archive: ArchiveStatus | None = None
+    rollout: RolloutStatus = RolloutStatus()
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | None) -> Status:
+        """The typed view of an object's status; anything unreadable counts as absent."""
+        data = data or {}
+        phase = data.get("phase")
+        conditions = data.get("conditions")
+        return cls(
+            observed_generation=_optional_int(data.get("observedGeneration")),
+            phase=Phase(phase) if phase in {p.value for p in Phase} else None,
+            conditions=tuple(dict(c) for c in conditions if isinstance(c, Mapping))
+            if isinstance(conditions, Sequence) else (),
+            revision=_optional_str(data.get("revision")),
+            stable_revision=_optional_str(data.get("stableRevision")),
+            canary_revision=_optional_str(data.get("canaryRevision")),
+            archive=ArchiveStatus.parse(data.get("archive")),
+            rollout=RolloutStatus.parse(data),
+        )
+
+    def render(self) -> dict[str, Any]:
+        """Every owned field as the CRD defines it; None marks a field that must not be there."""
+        return {
+            "observedGeneration": self.observed_generation,
+            "phase": self.phase.value if self.phase is not None else None,
+            "conditions": [dict(c) for c in self.conditions] or None,
+            "revision": self.revision,
+            "stableRevision": self.stable_revision,
+            "canaryRevision": self.canary_revision,
+            "archive": self.archive.render() if self.archive is not None else None,
+            **self.rollout.render(),
+        }
+
+    def condition(self, kind: ConditionType) -> Mapping[str, Any] | None:
+        """One of the status's conditions, if present."""
+        return find_condition(self.conditions, kind)
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def desired_status(current: Status, verdict: Verdict, *, generation: int, now: datetime) -> Status:
+    """`current` (with the fields the steps set) as it should be after this verdict.
+
+    Each condition keeps its lastTransitionTime unless its status flips; others' conditions stay.
+    """
+    return dataclasses.replace(
+        current,
+        observed_generation=generation,
+        phase=verdict.phase,
+        conditions=tuple(merge_conditions(current.conditions, verdict.conditions, generation, now)),
+    )
+
+
+def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A merge patch of the rendered fields that differ, or None when the status is already as desired.
+
+    A None value removes a field, and is sent only when the field is there.
+    """
+    patch = {
+        key: value
+        for key, value in desired.items()
+        if current.get(key) != value and not (value is None and key not in current)
+    }
+    return patch or None
+
+
+def transition_events(current: Status, desired: Status) -> list[EventNote]:
+    """The Events a status change deserves: a new revision, and each change of phase or Ready reason."""
+    events: list[EventNote] = []
+    old_revision, new_revision = current.revision, desired.revision
+    if new_revision and new_revision != old_revision:
+        replaced = f", replacing {old_revision}" if old_revision else ""
+        events.append(EventNote("Normal", "NewRevision", f"Spec revision {new_revision}{replaced}"))
+
+    old_ready = current.condition(ConditionType.READY) or {}
+    new_ready = desired.condition(ConditionType.READY) or {}
+    if current.phase != desired.phase or old_ready.get("reason") != new_ready.get("reason"):
+        degraded = desired.condition(ConditionType.DEGRADED) or {}
+        kind: Literal["Normal", "Warning"] = "Warning" if degraded.get("status") == "True" else "Normal"
+        phase = desired.phase.value if desired.phase is not None else None
+        reason = str(new_ready.get("reason") or phase or "Unknown")
+        events.append(EventNote(kind, reason, f"{phase}: {new_ready.get('message', '')}"))
+    return events

@@ -1,0 +1,91 @@
+"""The serving step: one revision served in one role by NAME-ROLE, its ConfigMap, Services, policy, budget.
+
+The role and the revision are arguments: today the chain serves the spec's revision as `stable`; a
+rollout serves a second revision as `canary` with the same step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modeldeploy import serving
+from modeldeploy.api.conditions import ConditionState, ConditionType, Phase, Reason, Verdict
+from modeldeploy.api.labels import other_revisions, role_revision_pods
+from modeldeploy.api.revision import Role
+from modeldeploy.api.status import ArchiveStatus
+from modeldeploy.reconcile.context import Children, ReconcileContext
+from modeldeploy.reconcile.pods import deployment_ready, pod_problem, progress_deadline_exceeded, waiting_problem
+
+POLL_SECONDS = 2.0
+"""How soon to look again while pods start."""
+PROBLEM_POLL_SECONDS = POLL_SECONDS * 5
+"""How soon to look again at pods that fail: a user must act first."""
+
+
+async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archive: ArchiveStatus,
+                         replicas: int) -> Verdict | None:
+    """`revision` is served in `role` by `replicas` ready pods verifying `archive`; records it in status."""
+    md, children = ctx.deployment, ctx.children
+    plan = serving.plan_for(md, archive, revision, role, replicas, ctx.operator)
+    deployment: dict[str, Any] | None = None
+    for desired in serving.build_objects(plan):
+        live, _ = await children.apply(desired)
+        if desired["kind"] == "Deployment":
+            deployment = live
+    if replicas <= 1:
+        # A budget only makes sense with more than one replica; remove one left from a larger scale.
+        name = plan.deployment_name  # the budget is named after the Deployment it protects
+        if await children.get("policy/v1", "PodDisruptionBudget", md.namespace, name) is not None:
+            await children.delete("policy/v1", "PodDisruptionBudget", md.namespace, name)
+    if role == "stable":
+        ctx.status = dataclasses.replace(ctx.status, stable_revision=revision)
+    else:
+        ctx.status = dataclasses.replace(ctx.status, canary_revision=revision)
+    archive_ok = ConditionState(ConditionType.ARCHIVE_READY, True, Reason.ARCHIVE_READY,
+                                f"Archive {archive.sha256[:12]} is in {archive.uri}")
+    assert deployment is not None
+    if deployment_ready(deployment, replicas):
+        await remove_other_revisions(children, md.namespace, md.name, revision)
+        return None
+    pods = await children.list("v1", "Pod", md.namespace, role_revision_pods(md.name, role, revision))
+    problem = pod_problem(pods) or await _load_failure_in_logs(children, md.namespace, pods)
+    if problem is not None:
+        reason, message = problem
+        return Verdict.of(Phase.DEGRADED, reason, message, degraded=True, progressing=True,
+                          overrides=(archive_ok,), requeue_after=PROBLEM_POLL_SECONDS)
+    deadline = progress_deadline_exceeded(deployment)
+    if deadline is not None:
+        return Verdict.of(Phase.DEGRADED, Reason.PROGRESS_DEADLINE_EXCEEDED, deadline, degraded=True,
+                          overrides=(archive_ok,), requeue_after=PROBLEM_POLL_SECONDS)
+    status = deployment.get("status") or {}
+    message = (f"Revision {revision}: {status.get('availableReplicas', 0)}/{replicas} pods ready "
+               f"in Deployment {plan.deployment_name}")
+    stuck = waiting_problem(pods)
+    if stuck:
+        message = f"{message}; a pod cannot start: {stuck}"
+    return Verdict.of(Phase.DEPLOYING, Reason.PODS_NOT_READY, message, progressing=True, degraded=stuck is not None,
+                      overrides=(archive_ok,), requeue_after=POLL_SECONDS)
+
+
+async def remove_other_revisions(children: Children, namespace: str, name: str, revision: str) -> None:
+    """Once every pod serves `revision`, the ConfigMaps of other revisions have no reader left."""
+    for old in await children.list("v1", "ConfigMap", namespace, other_revisions(name, revision)):
+        await children.delete("v1", "ConfigMap", namespace, old["metadata"]["name"])
+
+
+async def _load_failure_in_logs(children: Children, namespace: str,
+                                pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """TorchServe retries a model that fails to load instead of exiting: its log says why, early."""
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            if container.get("name") != serving.SERVING_CONTAINER or container.get("ready"):
+                continue
+            if "running" not in (container.get("state") or {}):
+                continue
+            tail = await children.pod_log_tail(namespace, pod["metadata"]["name"], serving.SERVING_CONTAINER, 200)
+            line = serving.model_load_failure(tail)
+            if line:
+                return Reason.MODEL_LOAD_FAILED, f"pod {pod['metadata']['name']}: {line}"
+    return None

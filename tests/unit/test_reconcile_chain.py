@@ -1,0 +1,256 @@
+"""The reconcile chain against an in-memory cluster: each step's early return, the settled verdict, a
+conflict on the status write, a missing reference. No kopf, no API server: each case runs in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from memory_cluster import MemoryCluster
+from modeldeploy.api.revision import build_key_of
+from modeldeploy.api.spec import parse
+from modeldeploy.reconcile import Report, reconcile_and_report
+from modeldeploy.settings import OperatorIdentity
+from support import REPO
+
+NS, NAME = "ml", "iris"
+OPERATOR = OperatorIdentity(image="registry.example/modeldeploy-operator:0.1.0")
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+RESULT = {"inputsDigest": "a" * 64, "sha256": "b" * 64, "uri": "file:///store/" + "a" * 64 + "/iris.mar",
+          "format": "zip-store", "bytes": 14694, "reused": False, "warnings": ["no requirements file"]}
+
+
+def sample() -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((REPO / "manifests/samples/iris.yaml").read_text())
+    body["metadata"]["namespace"] = NS
+    return body
+
+
+@pytest.fixture
+def cluster() -> MemoryCluster:
+    memory = MemoryCluster()
+    memory.claims |= {(NS, "models"), (NS, "model-store")}
+    memory.create(sample())
+    return memory
+
+
+def run(cluster: MemoryCluster) -> Report:
+    """One reconcile of the stored object, as a handler would run it."""
+    return asyncio.run(reconcile_and_report(cluster.body(NS, NAME), cluster, OPERATOR, now=lambda: NOW))
+
+
+def status(cluster: MemoryCluster) -> dict[str, Any]:
+    return dict(cluster.body(NS, NAME).get("status") or {})
+
+
+def condition(cluster: MemoryCluster, kind: str) -> dict[str, Any]:
+    return next(c for c in status(cluster)["conditions"] if c["type"] == kind)
+
+
+def build_job_name() -> str:
+    return f"{NAME}-build-{build_key_of(parse(sample()).spec).short}"
+
+
+def built(cluster: MemoryCluster) -> None:
+    """The first reconcile starts the build Job; the Job controller then finishes it with RESULT."""
+    run(cluster)
+    cluster.children.finish_job(NS, build_job_name(), succeeded=True, message=json.dumps(RESULT))
+
+
+def served(cluster: MemoryCluster) -> None:
+    """Built, then the stable Deployment applied and rolled out."""
+    built(cluster)
+    run(cluster)
+    cluster.children.roll_out(NS, f"{NAME}-stable")
+
+
+def test_a_missing_claim_stops_the_chain_naming_the_field(cluster: MemoryCluster) -> None:
+    cluster.claims.discard((NS, "models"))
+
+    report = run(cluster)
+
+    assert report.outcome is not None and report.outcome.verdict.requeue_after is None
+    assert status(cluster)["phase"] == "Pending"
+    ready = condition(cluster, "Ready")
+    assert ready["reason"] == "ReferenceNotFound"
+    assert 'PersistentVolumeClaim "models" (spec.model.serializedFile.uri)' in ready["message"]
+    assert cluster.children.writes == []
+
+
+def test_a_secret_the_operator_may_not_read_does_not_stop_the_chain() -> None:
+    cluster = MemoryCluster(secrets_visible=False)
+    cluster.claims |= {(NS, "models"), (NS, "model-store")}
+    body = sample()
+    body["spec"]["model"]["sourceSecretRef"] = {"name": "source-credentials"}
+    cluster.create(body)
+
+    run(cluster)
+
+    assert status(cluster)["phase"] == "Building"
+
+
+def test_an_invalid_spec_fails_without_touching_the_children(cluster: MemoryCluster) -> None:
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(replicas=0))
+
+    run(cluster)
+
+    assert status(cluster)["phase"] == "Failed"
+    assert condition(cluster, "Ready")["reason"] == "InvalidSpec"
+    assert "spec.serving.replicas" in condition(cluster, "Ready")["message"]
+    assert cluster.children.writes == []
+
+
+def test_the_first_reconcile_starts_the_build_job_and_looks_again_soon(cluster: MemoryCluster) -> None:
+    report = run(cluster)
+
+    assert report.outcome is not None and report.outcome.verdict.requeue_after == 2.0
+    assert cluster.children.writes == [("apply", "Job", build_job_name())]
+    assert status(cluster)["phase"] == "Building"
+    assert status(cluster)["revision"] == report.outcome.status.revision
+    assert "stableRevision" not in status(cluster)
+
+
+def test_a_running_build_keeps_the_chain_at_the_archive_step(cluster: MemoryCluster) -> None:
+    run(cluster)
+
+    run(cluster)
+
+    assert cluster.children.writes == [("apply", "Job", build_job_name())]
+    assert status(cluster)["phase"] == "Building"
+
+
+def test_a_failed_build_stops_the_chain_with_the_builds_reason(cluster: MemoryCluster) -> None:
+    run(cluster)
+    refusal = {"reason": "InputRefused", "message": "handler: /sources/models/iris/handler.py does not exist"}
+    cluster.children.finish_job(NS, build_job_name(), succeeded=False, message=json.dumps(refusal))
+
+    report = run(cluster)
+
+    assert report.outcome is not None and report.outcome.verdict.requeue_after is None
+    assert status(cluster)["phase"] == "Failed"
+    ready = condition(cluster, "Ready")
+    assert ready["reason"] == "ArchiveBuildFailed"
+    assert "InputRefused" in ready["message"] and "handler.py does not exist" in ready["message"]
+
+
+def test_a_built_archive_is_recorded_and_serving_starts(cluster: MemoryCluster) -> None:
+    built(cluster)
+
+    report = run(cluster)
+
+    archive = status(cluster)["archive"]
+    assert archive["sha256"] == "b" * 64 and archive["uri"] == "pvc://model-store/" + "a" * 64 + "/iris.mar"
+    assert status(cluster)["phase"] == "Deploying"
+    assert status(cluster)["stableRevision"] == status(cluster)["revision"]
+    assert condition(cluster, "ArchiveReady")["status"] == "True"
+    kinds = [kind for verb, kind, _ in cluster.children.writes if verb == "apply"]
+    assert kinds == ["Job", "ConfigMap", "NetworkPolicy", "Deployment", "PodDisruptionBudget",
+                     "Service", "Service", "Service"]
+    assert [(e.type, e.reason) for e in report.events][-2:] == [("Normal", "ArchiveReady"),
+                                                                ("Warning", "ArchiveWarning")]
+
+
+def test_a_pod_failing_the_digest_check_degrades_the_deployment(cluster: MemoryCluster) -> None:
+    built(cluster)
+    run(cluster)
+    mismatch = {"initContainerStatuses": [{"name": "verify-archive", "state": {"terminated": {
+        "exitCode": 1, "message": "sha256 mismatch: expected bbbb, got cccc"}}}]}
+    cluster.children.start_pods(NS, f"{NAME}-stable", 1, lambda _: mismatch)
+
+    report = run(cluster)
+
+    assert report.outcome is not None and report.outcome.verdict.requeue_after == 10.0
+    assert status(cluster)["phase"] == "Degraded"
+    assert condition(cluster, "Ready")["reason"] == "DigestMismatch"
+    assert "sha256 mismatch" in condition(cluster, "Ready")["message"]
+
+
+def test_a_model_that_fails_to_load_is_named_from_the_pod_log(cluster: MemoryCluster) -> None:
+    built(cluster)
+    run(cluster)
+    loading = {"containerStatuses": [{"name": "torchserve", "ready": False, "state": {"running": {}}}]}
+    cluster.children.start_pods(NS, f"{NAME}-stable", 1, lambda _: loading)
+    cluster.children.logs[(NS, f"{NAME}-stable-0", "torchserve")] = (
+        "2026-01-01T00:00:00,000 [INFO ] W-9000 MODEL_LOG - Failed to load model iris, exception boom")
+
+    run(cluster)
+
+    assert condition(cluster, "Ready")["reason"] == "ModelLoadFailed"
+    assert "Failed to load model iris, exception boom" in condition(cluster, "Ready")["message"]
+
+
+def test_a_rolled_out_deployment_settles_the_chain_healthy(cluster: MemoryCluster) -> None:
+    served(cluster)
+
+    report = run(cluster)
+
+    assert report.outcome is not None and report.outcome.verdict.requeue_after is None
+    assert status(cluster)["phase"] == "Healthy"
+    assert condition(cluster, "Ready")["status"] == "True"
+    assert status(cluster)["observedGeneration"] == 1
+
+
+def test_a_settled_object_is_neither_written_nor_its_children(cluster: MemoryCluster) -> None:
+    served(cluster)
+    run(cluster)
+    writes, status_writes = list(cluster.children.writes), cluster.status_writes
+
+    report = run(cluster)
+
+    assert not report.written and report.events == ()
+    assert cluster.children.writes == writes
+    assert cluster.status_writes == status_writes
+
+
+def test_once_served_the_config_maps_of_earlier_revisions_are_removed(cluster: MemoryCluster) -> None:
+    served(cluster)
+    earlier = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": f"{NAME}-0123456789", "namespace": NS, "labels": {
+            "app.kubernetes.io/managed-by": "modeldeploy", "modeldeploy.dev/deployment": NAME,
+            "modeldeploy.dev/revision": "0123456789"}}}
+    cluster.children.put(earlier)
+
+    run(cluster)
+
+    assert ("delete", "ConfigMap", f"{NAME}-0123456789") in cluster.children.writes
+    remaining = asyncio.run(cluster.children.list("v1", "ConfigMap", NS, "modeldeploy.dev/revision"))
+    assert [c["metadata"]["name"] for c in remaining] == [f"{NAME}-{status(cluster)['revision']}"]
+
+
+def test_a_conflicting_status_write_is_decided_again_on_the_fresh_object(cluster: MemoryCluster) -> None:
+    served(cluster)
+    # A user scales while the operator decides: its write, made on generation 1, must not land.
+    cluster.before_status_write = lambda: cluster.update_spec(
+        NS, NAME, lambda spec: spec["serving"].update(replicas=2))
+
+    report = run(cluster)
+
+    assert report.written and report.outcome is not None and report.outcome.generation == 2
+    assert status(cluster)["observedGeneration"] == 2
+    assert status(cluster)["phase"] == "Deploying"
+    assert all(c["observedGeneration"] == 2 for c in status(cluster)["conditions"])
+
+
+def test_an_object_deleted_before_the_status_write_reports_no_write(cluster: MemoryCluster) -> None:
+    cluster.before_status_write = lambda: cluster.model_deployments.clear()
+
+    report = run(cluster)
+
+    assert not report.written and report.events == ()
+
+
+def test_an_archive_of_the_current_build_key_is_not_built_again(cluster: MemoryCluster) -> None:
+    served(cluster)
+    run(cluster)
+    # The finished Job is gone (ttlSecondsAfterFinished); status.archive still records its archive.
+    cluster.children.objects = {k: v for k, v in cluster.children.objects.items() if k[1] != "Job"}
+
+    run(cluster)
+
+    assert [w for w in cluster.children.writes if w[1] == "Job"] == [("apply", "Job", build_job_name())]
+    assert status(cluster)["phase"] == "Healthy"
