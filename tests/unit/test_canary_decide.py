@@ -491,3 +491,15 @@ def test_policy_from_spec_judges_the_error_rate_as_a_rate() -> None:
     assert policy.replicas == 3 and policy.steps[0].weight == 20
     assert policy.metrics == (MetricPolicy("error-rate", Bounds(max=0.01, rate=True)),)
     assert policy.progress_deadline == timedelta(seconds=600)
+
+
+def test_a_window_begun_without_a_baseline_is_not_judged_and_moves_the_next_one_an_interval_on() -> None:
+    world = healthy_world()
+    world.settle()
+    world.wait(30)
+    due = due_metrics(world.policy, world.state, world.now)
+    world.reconcile(tuple(Measurement(d.metric, world.now, d.window_start) for d in due))
+    counters = world.state.metric("error-rate")
+    assert counters.measurements == () and counters.inconclusive == 0
+    assert due_metrics(world.policy, world.state, world.now + timedelta(seconds=29)) == ()
+    assert len(due_metrics(world.policy, world.state, world.now + timedelta(seconds=30))) == 1

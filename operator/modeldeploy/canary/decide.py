@@ -122,7 +122,12 @@ class RoleStatus:
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """One measurement of one metric over [window_start, at]: samples, or a provider error."""
+    """One measurement of one metric over [window_start, at]: samples, or a provider error.
+
+    Neither samples nor an error: the provider only began a window at `at` (it had no baseline,
+    say after an operator restart); nothing is judged, and the next measurement is due an
+    interval later.
+    """
 
     metric: str
     at: datetime
@@ -418,6 +423,10 @@ class _Run:
             if seen is not None and at <= seen:
                 continue  # already recorded
             weight = self.state.effective_weight
+            if measurement.error is None and measurement.canary is None:
+                # a window begun (the provider had no baseline): no verdict, the next one is due an interval on
+                metrics[policy.name] = dataclasses.replace(counters, last_at=at)
+                continue
             if measurement.error is not None:
                 record = MeasurementRecord(at=at, verdict=Verdict.ERROR, weight=weight, message=measurement.error)
                 counters = dataclasses.replace(counters, consecutive_errors=counters.consecutive_errors + 1,
