@@ -503,3 +503,27 @@ def test_a_window_begun_without_a_baseline_is_not_judged_and_moves_the_next_one_
     assert counters.measurements == () and counters.inconclusive == 0
     assert due_metrics(world.policy, world.state, world.now + timedelta(seconds=29)) == ()
     assert len(due_metrics(world.policy, world.state, world.now + timedelta(seconds=30))) == 1
+
+
+def test_a_good_canary_behind_little_traffic_earns_evidence_from_the_steps_pooled_windows() -> None:
+    world = healthy_world()
+    world.settle()
+    for _ in range(3):
+        world.wait(30)
+        world.measure(Sample(0.0, 150, 0))         # 0 in 150: alone, the upper bound is 2.5 %
+    verdicts = [m.verdict for m in world.state.metric("error-rate").measurements]
+    assert verdicts == [Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE, Verdict.SUCCESSFUL]   # 0 in 450: 0.85 %
+    assert "over this step's windows" in world.state.metric("error-rate").measurements[-1].message
+    assert world.state.step_index == 1
+    assert world.state.metric("error-rate").step_requests == 0   # the next step pools afresh
+
+
+def test_pooling_never_turns_windows_into_a_failure() -> None:
+    world = healthy_world()
+    world.settle()
+    for _ in range(6):
+        world.wait(30)
+        world.measure(Sample(2 / 100, 100, 2))      # 2 % in each window: never decisive alone
+    counters = world.state.metric("error-rate")
+    assert counters.failed == 0 and world.state.canary_revision == V2
+    assert counters.step_requests == 600 and counters.step_events == 12

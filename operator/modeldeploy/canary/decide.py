@@ -15,6 +15,7 @@ their time, a handled request by its action, revision and time).
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -282,7 +283,8 @@ class _Run:
         if _is_last(self.policy, index) and step.pause is None:
             self.begin_promotion(f"{_step_label(self.policy, index)} reached")
             return
-        counters = {name: dataclasses.replace(m, successes_at_step=0) for name, m in self.state.metrics.items()}
+        counters = {name: dataclasses.replace(m, successes_at_step=0, step_requests=0, step_events=0)
+                    for name, m in self.state.metrics.items()}
         self.update(step_index=index, step_started_at=self.now, weight=step.weight, metrics=counters,
                     unready_since=self.now, ready_since=None,
                     pause=self.state.pause if self.user_paused else None)
@@ -433,7 +435,23 @@ class _Run:
                                                last_error_at=at)
             else:
                 canary = measurement.canary or Sample(value=None)
+                eligible = (all_ready and weight == target.weight and step_start is not None
+                            and stamp(measurement.window_start) >= step_start)
                 judgement = judge(policy.name, canary, policy.bounds, self.policy.min_requests, measurement.stable)
+                if eligible and policy.bounds.rate and canary.requests and canary.value is not None \
+                        and math.isfinite(canary.value):
+                    # A rate's evidence pools the step's windows at this weight: a good canary behind little
+                    # traffic shows "below the bound" in a few windows instead of never. Failures stay per window.
+                    events = canary.events if canary.events is not None else round(canary.value * canary.requests)
+                    counters = dataclasses.replace(counters, step_requests=counters.step_requests + canary.requests,
+                                                   step_events=counters.step_events + events)
+                    if judgement.verdict is Verdict.INCONCLUSIVE and counters.step_requests > canary.requests:
+                        pooled = judge(f"{policy.name} over this step's windows",
+                                       Sample(counters.step_events / counters.step_requests, counters.step_requests,
+                                              counters.step_events),
+                                       policy.bounds, self.policy.min_requests, measurement.stable)
+                        if pooled.verdict is Verdict.SUCCESSFUL:
+                            judgement = pooled
                 record = MeasurementRecord(at=at, verdict=judgement.verdict, value=canary.value,
                                            requests=canary.requests, weight=weight, message=judgement.message)
                 counters = dataclasses.replace(counters, consecutive_errors=0, last_at=at)
@@ -442,8 +460,7 @@ class _Run:
                     failures.append((policy.name, judgement.message))
                 elif judgement.verdict is Verdict.INCONCLUSIVE:
                     counters = dataclasses.replace(counters, inconclusive=counters.inconclusive + 1)
-                elif (all_ready and weight == target.weight and step_start is not None
-                      and stamp(measurement.window_start) >= step_start):
+                elif eligible:
                     counters = dataclasses.replace(counters, successes_at_step=counters.successes_at_step + 1)
             counters = dataclasses.replace(counters, measurements=(*counters.measurements, record)[-MAX_MEASUREMENTS:])
             metrics[policy.name] = counters

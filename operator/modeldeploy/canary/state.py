@@ -110,14 +110,17 @@ class MetricState:
     """Counters of one metric for the canary revision, and its last measurements.
 
     `failed` and `inconclusive` count over the whole revision; `successes_at_step` only at the
-    current step (evidence is never carried from one step to the next); `consecutive_errors` is
-    the current streak of provider errors. `last_at` is the end of the last window measured.
+    current step (evidence is never carried from one step to the next), as do `step_requests` and
+    `step_events`, a rate's counts pooled over the step's windows at its weight; `consecutive_errors`
+    is the current streak of provider errors. `last_at` is the end of the last window measured.
     """
 
     failed: int = 0
     inconclusive: int = 0
     consecutive_errors: int = 0
     successes_at_step: int = 0
+    step_requests: int = 0
+    step_events: int = 0
     last_at: datetime | None = None
     last_error_at: datetime | None = None
     measurements: tuple[MeasurementRecord, ...] = ()
@@ -128,6 +131,8 @@ class MetricState:
             "inconclusive": self.inconclusive,
             "consecutiveErrors": self.consecutive_errors,
             "successesAtStep": self.successes_at_step,
+            "stepRequests": self.step_requests,
+            "stepEvents": self.step_events,
             "measurements": [m.to_dict() for m in self.measurements],
         }
         _put_time(out, "lastMeasuredAt", self.last_at)
@@ -141,6 +146,8 @@ class MetricState:
             inconclusive=int(data.get("inconclusive", 0)),
             consecutive_errors=int(data.get("consecutiveErrors", 0)),
             successes_at_step=int(data.get("successesAtStep", 0)),
+            step_requests=int(data.get("stepRequests", 0)),
+            step_events=int(data.get("stepEvents", 0)),
             last_at=_time(data, "lastMeasuredAt"),
             last_error_at=_time(data, "lastErrorAt"),
             measurements=tuple(MeasurementRecord.from_dict(m) for m in data.get("measurements") or ()),
