@@ -7,7 +7,7 @@ import math
 import pytest
 
 from modeldeploy.canary.state import Verdict
-from modeldeploy.canary.verdicts import Bounds, Sample, judge, wilson_interval
+from modeldeploy.canary.verdicts import Bounds, Sample, exact_interval, judge, wilson_interval
 
 ERROR_RATE = Bounds(max=0.01, rate=True)
 LATENCY = Bounds(max=250.0)
@@ -19,7 +19,8 @@ LATENCY = Bounds(max=250.0)
         (1, 20, Verdict.INCONCLUSIVE),     # 5 % observed, but 1 in 20 proves nothing against 1 %
         (6, 20, Verdict.FAILED),           # 30 % is caught in 20 requests
         (0, 20, Verdict.INCONCLUSIVE),     # nothing failed, but 20 requests cannot show < 1 %
-        (0, 400, Verdict.SUCCESSFUL),      # upper bound 0.95 % < 1 %
+        (0, 400, Verdict.SUCCESSFUL),      # upper bound 0.92 % < 1 %
+        (2, 50, Verdict.INCONCLUSIVE),     # 4 % observed; the exact lower bound 0.49 % (Wilson's: 1.1 %)
         (2, 1000, Verdict.SUCCESSFUL),     # 0.2 % with an upper bound of 0.72 %
         (5, 1000, Verdict.INCONCLUSIVE),   # 0.5 %: 95 % interval reaches past 1 %
         (30, 1000, Verdict.FAILED),        # 3 %: lower bound 2.1 % > 1 %
@@ -82,3 +83,12 @@ def test_wilson_interval_matches_known_values() -> None:
     assert high == pytest.approx(0.1611, abs=1e-4)
     low, high = wilson_interval(6, 20)
     assert (low, high) == (pytest.approx(0.1455, abs=1e-4), pytest.approx(0.5190, abs=1e-4))
+
+
+@pytest.mark.parametrize(
+    ("errors", "requests", "low", "high"),
+    [(0, 20, 0.0, 0.1684), (6, 20, 0.1189, 0.5428), (2, 50, 0.0049, 0.1371), (20, 20, 0.8316, 1.0),
+     (500, 100_000, 0.00457, 0.00546)],
+)
+def test_exact_interval_matches_clopper_pearson(errors: int, requests: int, low: float, high: float) -> None:
+    assert exact_interval(errors, requests) == (pytest.approx(low, abs=1e-4), pytest.approx(high, abs=1e-4))
