@@ -123,7 +123,7 @@ class TorchServeMetrics:
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._baselines: dict[tuple[str, str, str, str], _Baseline] = {}
-        self._scrapes: dict[tuple[str, str], tuple[datetime, Mapping[str, PodCounters | ProviderError]]] = {}
+        self._scrapes: dict[tuple[str, str, str, int], tuple[datetime, Mapping[str, PodCounters | ProviderError]]] = {}
 
     async def close(self) -> None:
         """Close the HTTP session (on operator cleanup)."""
@@ -157,7 +157,7 @@ class TorchServeMetrics:
 
     async def _scrape_all(self, target: Target, now: datetime) -> Mapping[str, PodCounters | ProviderError]:
         """Every pod's counters; one scrape per pod per `now`, shared by the metrics measured then."""
-        key = (target.namespace, target.name)
+        key = (target.namespace, target.name, target.model_name, target.metrics_port)
         cached = self._scrapes.get(key)
         if cached is not None and cached[0] == now:
             return cached[1]
