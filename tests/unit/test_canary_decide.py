@@ -527,3 +527,16 @@ def test_pooling_never_turns_windows_into_a_failure() -> None:
     counters = world.state.metric("error-rate")
     assert counters.failed == 0 and world.state.canary_revision == V2
     assert counters.step_requests == 600 and counters.step_events == 12
+
+
+def test_stable_pods_serving_another_revision_without_rollout_state_are_adopted_and_the_spec_becomes_a_canary() -> None:
+    world = World(dataclasses.replace(POLICY, revision=V2))
+    world.stable = RoleStatus(V1, 4, 4)
+    decision = world.reconcile()
+    assert decision.state.stable_revision == V1 and decision.state.canary_revision == V2
+    assert decision.stable.revision == V1
+
+
+def test_the_effective_weight_falls_back_to_0_once_a_rolled_back_canary_is_gone() -> None:
+    world = rolled_back_world()
+    assert world.state.effective_weight == 0

@@ -320,9 +320,15 @@ class _Run:
         revision = self.policy.revision
         state = self.state
         if state.stable_revision is None:
-            # The first revision of an object: nothing to compare with.
-            self.update(stable_revision=revision)
-            return
+            serving = self.obs.stable
+            if serving.revision is None or serving.revision == revision or serving.ready_at_revision == 0:
+                # The first revision of an object: nothing to compare with.
+                self.update(stable_revision=revision)
+                return
+            # No rollout state, but stable pods serve another revision (status lost, or an object
+            # served before canaries existed): they are the stable, and the spec's revision a canary.
+            self.update(stable_revision=serving.revision)
+            state = self.state
         if state.canary_revision is not None and revision != state.canary_revision:
             if revision == state.stable_revision:
                 cancelled = state.canary_revision
@@ -612,6 +618,11 @@ def decide(policy: Policy, state: RolloutState, observations: Observations, now:
         run.judge_canary()
     if run.state.canary_revision is not None and run.state.promoting:
         run.promote()
+    if run.state.canary_revision is None or run.state.promoting:
+        # what traffic sees while no canary is judged (a rollback or a promotion draining the canary)
+        weight = effective_weight(observations.stable.ready, observations.canary.ready)
+        if weight != run.state.effective_weight:
+            run.update(effective_weight=weight)
     stable, canary, moving = run.targets()
     phase, message = run.phase(moving)
     return Decision(state=run.state, stable=stable, canary=canary, phase=phase, message=message,
