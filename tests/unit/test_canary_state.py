@@ -50,9 +50,9 @@ def test_a_full_state_round_trips_through_camel_case_json() -> None:
     assert stored["stepStartedAt"] == "2026-11-26T02:00:00Z"
     assert stored["pause"] == {"reason": "user", "since": "2026-11-26T02:00:00Z"}
     assert stored["metrics"]["error-rate"]["consecutiveErrors"] == 0
+    assert "value" not in stored["metrics"]["error-rate"]["measurements"][1]   # NaN is not JSON
     again = RolloutState.from_dict(stored)
     assert again.to_dict() == state.to_dict()
-    assert math.isnan(again.metrics["error-rate"].measurements[1].value or 0.0)
 
 
 def test_an_empty_status_is_a_fresh_state() -> None:
@@ -85,3 +85,19 @@ def test_a_request_round_trips_through_its_annotation() -> None:
 def test_a_malformed_request_is_refused_with_the_reason(text: str, complaint: str) -> None:
     with pytest.raises(RequestError, match=complaint):
         parse_request(text)
+
+
+def test_the_summary_fills_the_status_fields_the_crd_already_has() -> None:
+    state = RolloutState(
+        stable_revision="7f3a9c01de", canary_revision="1b2c3d4e5f", step_index=1, effective_weight=50,
+        metrics={"error-rate": MetricState(failed=1, consecutive_errors=2, inconclusive=3,
+                                           measurements=(MeasurementRecord(T0, Verdict.FAILED, 0.3, 100, 25),))},
+    )
+    summary = state.summary()
+    assert (summary["stableRevision"], summary["canaryRevision"], summary["currentStep"], summary["canaryWeight"]) \
+        == ("7f3a9c01de", "1b2c3d4e5f", 1, 50)
+    assert summary["analysis"] == {
+        "failedChecks": 1, "consecutiveErrors": 2, "inconclusive": 3,
+        "measurements": [{"metric": "error-rate", "phase": "Failed", "at": "2026-11-26T02:00:00Z", "value": 0.3,
+                          "requests": 100}],
+    }

@@ -458,7 +458,8 @@ class _Run:
                                        policy.bounds, self.policy.min_requests, measurement.stable)
                         if pooled.verdict is Verdict.SUCCESSFUL:
                             judgement = pooled
-                record = MeasurementRecord(at=at, verdict=judgement.verdict, value=canary.value,
+                finite = canary.value if canary.value is not None and math.isfinite(canary.value) else None
+                record = MeasurementRecord(at=at, verdict=judgement.verdict, value=finite,
                                            requests=canary.requests, weight=weight, message=judgement.message)
                 counters = dataclasses.replace(counters, consecutive_errors=0, last_at=at)
                 if judgement.verdict is Verdict.FAILED:

@@ -83,9 +83,8 @@ class MeasurementRecord:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at": format_time(self.at), "verdict": self.verdict.value, "weight": self.weight}
-        if self.value is not None:
-            # NaN and infinities are not JSON: keep them as text
-            out["value"] = self.value if math.isfinite(self.value) else str(self.value)
+        if self.value is not None and math.isfinite(self.value):
+            out["value"] = self.value  # NaN and infinities are kept out of records (the message names them)
         if self.requests is not None:
             out["requests"] = self.requests
         if self.message:
@@ -235,6 +234,36 @@ class RolloutState:
     promoting: bool = False
     aborted: Aborted | None = None
     last_request: HandledRequest | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The status fields the CRD already has (printer columns and `status.analysis`) for this state.
+
+        `canaryWeight` is the effective weight (what traffic sees); `currentStep` the step index.
+        """
+        records = sorted(((name, record) for name, metric in self.metrics.items() for record in metric.measurements),
+                         key=lambda item: (item[1].at, item[0]))
+        measurements = []
+        for name, record in records[-64:]:
+            entry: dict[str, Any] = {"metric": name, "phase": record.verdict.value, "at": format_time(record.at)}
+            if record.value is not None:
+                entry["value"] = record.value
+            if record.requests is not None:
+                entry["requests"] = record.requests
+            if record.message:
+                entry["message"] = record.message
+            measurements.append(entry)
+        return {
+            "stableRevision": self.stable_revision,
+            "canaryRevision": self.canary_revision,
+            "currentStep": self.step_index if self.canary_revision is not None else None,
+            "canaryWeight": self.effective_weight,
+            "analysis": {
+                "failedChecks": sum(m.failed for m in self.metrics.values()),
+                "consecutiveErrors": max((m.consecutive_errors for m in self.metrics.values()), default=0),
+                "inconclusive": sum(m.inconclusive for m in self.metrics.values()),
+                "measurements": measurements,
+            },
+        }
 
     def metric(self, name: str) -> MetricState:
         """The counters of metric `name` (fresh ones when it was never measured)."""
