@@ -540,3 +540,33 @@ def test_stable_pods_serving_another_revision_without_rollout_state_are_adopted_
 def test_the_effective_weight_falls_back_to_0_once_a_rolled_back_canary_is_gone() -> None:
     world = rolled_back_world()
     assert world.state.effective_weight == 0
+
+
+def test_promotion_keeps_the_canary_until_stable_serves_its_revision_ready_at_full_size() -> None:
+    world = healthy_world()
+    world.settle()
+    decision = world.reconcile(request=request(Action.PROMOTE, V2, full=True))
+    assert (decision.stable.revision, decision.stable.replicas) == (V2, 4)
+    for _ in range(2):
+        world.stable = RoleStatus(V2, 4, ready=4, ready_updated=2)   # rolling: 2 of 4 new pods ready
+        decision = world.reconcile()
+    assert decision.canary is not None and decision.canary.replicas == 1
+    assert world.state.canary_revision == V2 and world.state.promoting
+    world.stable = RoleStatus(V2, 4, ready=4, ready_updated=4)
+    decision = world.reconcile()
+    assert world.state.stable_revision == V2
+    assert decision.canary is not None and decision.canary.replicas == 0     # now the canary goes
+    assert world.reasons()[-1] == "Promoted"
+
+
+def test_a_rollback_keeps_the_canary_until_stable_is_ready_at_full_size() -> None:
+    world = healthy_world()
+    world.settle()
+    world.reconcile(request=request(Action.ABORT, V2))
+    world.stable = RoleStatus(V1, 4, ready=3)                          # the 4th stable pod is starting
+    decision = world.reconcile()
+    assert decision.canary is not None and decision.canary.replicas == 1
+    assert decision.phase is Phase.DEGRADED
+    world.stable = RoleStatus(V1, 4, ready=4)
+    decision = world.reconcile()
+    assert decision.canary is not None and decision.canary.replicas == 0
