@@ -187,6 +187,7 @@ def test_a_successful_measurement_from_before_the_step_is_not_evidence_for_it() 
     world.wait(60)
     world.reconcile((stale,))
     assert world.state.metric("error-rate").successes_at_step == 0
+    assert "not evidence" in world.state.metric("error-rate").measurements[-1].message
     assert world.state.step_index == 1
 
 

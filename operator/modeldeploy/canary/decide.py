@@ -459,8 +459,11 @@ class _Run:
                         if pooled.verdict is Verdict.SUCCESSFUL:
                             judgement = pooled
                 finite = canary.value if canary.value is not None and math.isfinite(canary.value) else None
+                message = judgement.message
+                if judgement.verdict is Verdict.SUCCESSFUL and not eligible:
+                    message += f" (not evidence: the window began before weight {target.weight} % was served)"
                 record = MeasurementRecord(at=at, verdict=judgement.verdict, value=finite,
-                                           requests=canary.requests, weight=weight, message=judgement.message)
+                                           requests=canary.requests, weight=weight, message=message)
                 counters = dataclasses.replace(counters, consecutive_errors=0, last_at=at)
                 if judgement.verdict is Verdict.FAILED:
                     counters = dataclasses.replace(counters, failed=counters.failed + 1)
