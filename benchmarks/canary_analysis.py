@@ -15,6 +15,21 @@ at 30 %), with the same random draws for every method, and prints JSON:
 
 For each: how often a good canary is rolled back (false rollback), never promoted for lack of
 evidence, or promoted, and how many canary requests it takes to roll back a bad one.
+
+Figures (seed 7, 2000 trials, bound 1 %, failureLimit 1, 3 steps of at most 20 windows):
+
+    requests/window                          20     50    100    200    500
+    good canary rolled back    naive      11.6 % 40.9 % 10.1 %  8.2 %  2.5 %
+                               wilson      0.3 % 14.5 %  7.4 %  0.4 %  0 %
+                               exact       0.3 %  0.1 %  0.1 %  0.1 %  0 %
+    good canary promoted       exact       0.5 %  7.0 % 45 %   91 %  100 %
+    bad canary (5 %) caught    all         98 %  100 %  100 %  100 %  100 %
+      median requests          naive        60    100    200    400   1000
+                               exact       120    200    200    400   1000
+
+A good canary that is neither rolled back nor promoted ends in InsufficientData: showing a rate
+of 0.5 % below 1 % at 95 % takes about a thousand requests per step, and the exact bound does
+not pretend otherwise.
 """
 
 from __future__ import annotations
