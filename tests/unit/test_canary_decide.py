@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from modeldeploy.api.conditions import Phase
+from modeldeploy.api.spec import RolloutStep, parse_spec
 from modeldeploy.canary.decide import (
     Decision,
     Measurement,
@@ -25,8 +27,6 @@ from modeldeploy.canary.decide import (
 from modeldeploy.canary.requests import Action, ManualRequest
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict, format_time
 from modeldeploy.canary.verdicts import Bounds, Sample
-from modeldeploy.conditions import Phase
-from modeldeploy.spec import RolloutStep, parse_spec
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
 V1, V2, V3 = "aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from modeldeploy.api.spec import Metric, PrometheusProvider, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
 from modeldeploy.metrics import Pod, ProviderError, Role, Target, provider_for
 from modeldeploy.metrics.torchserve import PodCounters, TorchServeMetrics, parse_counters
-from modeldeploy.spec import Metric, PrometheusProvider, TorchServeMetric, TorchServeProvider
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
 ERROR_RATE = Metric("error-rate", TorchServeProvider(TorchServeMetric.ERROR_RATE), max=0.01)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from modeldeploy.api.spec import TrafficRouter as RouterKind
 from modeldeploy.canary.weights import Split
 from modeldeploy.routers import ReplicasRouter, router_for
-from modeldeploy.spec import TrafficRouter as RouterKind
 
 
 def test_the_factory_gives_the_replicas_router() -> None:

@@ -19,6 +19,8 @@ import math
 from datetime import datetime, timedelta
 from typing import Literal
 
+from modeldeploy.api.conditions import Phase
+from modeldeploy.api.spec import ModelDeploymentSpec, RolloutStep, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.requests import Action, ManualRequest
 from modeldeploy.canary.state import (
     MAX_MEASUREMENTS,
@@ -34,8 +36,6 @@ from modeldeploy.canary.state import (
 )
 from modeldeploy.canary.verdicts import Bounds, Sample, judge
 from modeldeploy.canary.weights import Split, current_step, desired_replicas, effective_weight, target_split
-from modeldeploy.conditions import Phase
-from modeldeploy.spec import ModelDeploymentSpec, RolloutStep, TorchServeMetric, TorchServeProvider
 
 ERROR_RETRY = timedelta(seconds=10)
 """How soon a measurement that ended in a provider error is tried again."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from modeldeploy.spec import RolloutStep
+from modeldeploy.api.spec import RolloutStep
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,8 @@ import enum
 from datetime import datetime
 from typing import Protocol
 
+from modeldeploy.api.spec import Metric
 from modeldeploy.canary.decide import Measurement
-from modeldeploy.spec import Metric
 
 
 class Role(enum.StrEnum):

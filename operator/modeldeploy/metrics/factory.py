@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from modeldeploy.api.spec import Metric, PrometheusProvider, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.metrics.base import MetricProvider, Target
 from modeldeploy.metrics.torchserve import TorchServeMetrics
-from modeldeploy.spec import Metric, PrometheusProvider, TorchServeProvider
 
 
 class ProviderUnavailable:

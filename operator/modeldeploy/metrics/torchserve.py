@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
 from modeldeploy.metrics.base import Pod, ProviderError, Role, Target
-from modeldeploy.spec import Metric, TorchServeMetric, TorchServeProvider
 
 SCRAPE_TIMEOUT = timedelta(seconds=5)
 

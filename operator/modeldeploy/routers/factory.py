@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from modeldeploy.api.spec import TrafficRouter as RouterKind
 from modeldeploy.routers.base import TrafficRouter
 from modeldeploy.routers.replicas import ReplicasRouter
-from modeldeploy.spec import TrafficRouter as RouterKind
 
 
 def router_for(kind: RouterKind) -> TrafficRouter:
