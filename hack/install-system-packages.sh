@@ -7,6 +7,7 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)
+command -v prometheus >/dev/null || need+=(prometheus)  # the prometheus metric provider is tested against it
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq

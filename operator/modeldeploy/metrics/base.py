@@ -34,13 +34,17 @@ class Pod:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """What to measure: a ModelDeployment's pods and how to reach their metrics."""
+    """What to measure: a ModelDeployment's pods and how to reach their metrics.
+
+    `canary_revision` is the revision on trial (a Prometheus query's `{{revision}}`).
+    """
 
     namespace: str
     name: str
     model_name: str
     pods: tuple[Pod, ...]
     metrics_port: int = 8082
+    canary_revision: str | None = None
 
 
 class MetricProvider(Protocol):

@@ -7,6 +7,7 @@ from datetime import datetime
 from modeldeploy.api.spec import Metric, PrometheusProvider, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.metrics.base import MetricProvider, Target
+from modeldeploy.metrics.prometheus import PrometheusMetrics
 from modeldeploy.metrics.torchserve import TorchServeMetrics
 
 
@@ -22,10 +23,12 @@ class ProviderUnavailable:
                            error=f"the {self.kind} metric provider is not available yet in this operator")
 
 
-def provider_for(metric: Metric, torchserve: TorchServeMetrics) -> MetricProvider:
-    """The provider of `metric`; `torchserve` is the engine's long-lived TorchServe scraper (it keeps baselines)."""
+def provider_for(metric: Metric, torchserve: TorchServeMetrics,
+                 prometheus: PrometheusMetrics | None = None) -> MetricProvider:
+    """The provider of `metric`; `torchserve` is the engine's long-lived TorchServe scraper (it keeps baselines),
+    `prometheus` its Prometheus client (None: prometheus metrics are Errors, naming why)."""
     if isinstance(metric.provider, TorchServeProvider):
         return torchserve
     if isinstance(metric.provider, PrometheusProvider):
-        return ProviderUnavailable("prometheus")
+        return prometheus if prometheus is not None else ProviderUnavailable("prometheus")
     raise TypeError(f"unknown metric provider {metric.provider!r}")
