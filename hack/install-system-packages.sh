@@ -8,6 +8,7 @@ command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)
 command -v prometheus >/dev/null || need+=(prometheus)  # the prometheus metric provider is tested against it
+command -v tmux >/dev/null || need+=(tmux)  # drives `modeldeploy status -w` in a terminal in the tests
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq
