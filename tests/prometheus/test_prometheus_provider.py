@@ -7,10 +7,12 @@ import contextlib
 import datetime as dt
 import math
 import subprocess
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from local_prometheus import Exporter, Prometheus, start_prometheus
 
 from modeldeploy.api.spec import Metric, PrometheusProvider
@@ -228,3 +230,36 @@ def test_tls_with_the_ca_from_the_secret(exporter: Exporter, tmp_path: Path) -> 
         running.stop()
         with contextlib.suppress(subprocess.SubprocessError):
             running.process.wait(timeout=5)
+
+
+def _bcrypt(password: str) -> str:
+    """A bcrypt hash for Prometheus' basic_auth_users, from the system's crypt(3) (libxcrypt)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        crypt = pytest.importorskip("crypt")
+    hashed: str = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))
+    return hashed
+
+
+def test_basic_auth_over_tls_from_the_secret(exporter: Exporter, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                   f"basic_auth_users:\n  alice: '{_bcrypt('s3cret')}'\n")
+    running = start_prometheus(tmp_path / "basic", [f"127.0.0.1:{exporter.port}"], web_config=web)
+    secrets = {
+        "right": {"ca.crt": cert.read_bytes(), "username": b"alice", "password": b"s3cret"},
+        "wrong": {"ca.crt": cert.read_bytes(), "username": b"alice", "password": b"guess"},
+        "half": {"ca.crt": cert.read_bytes(), "username": b"alice"},
+    }
+    try:
+        answered = wait_for(lambda: (lambda m: m if m.error is None else None)(
+            measure(running.address, "vector(5)", secret="right", secrets=secrets)), timeout=30,
+            message="an answer with basic auth")
+        assert isinstance(answered, Measurement) and answered.canary is not None and answered.canary.value == 5.0
+        refused = measure(running.address, "vector(5)", secret="wrong", secrets=secrets)
+        assert refused.error is not None and "401" in refused.error
+        half = measure(running.address, "vector(5)", secret="half", secrets=secrets)
+        assert half.error is not None and "needs both username and password" in half.error
+    finally:
+        running.stop()

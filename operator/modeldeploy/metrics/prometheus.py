@@ -17,6 +17,7 @@ read through `read_secret` at each measurement, so a rotated Secret is used at o
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import ssl
@@ -117,22 +118,23 @@ class PrometheusMetrics:
             self._session = None
 
     async def _credentials(self, provider: PrometheusProvider, namespace: str
-                           ) -> tuple[dict[str, str], aiohttp.BasicAuth | None, ssl.SSLContext | None]:
+                           ) -> tuple[dict[str, str], ssl.SSLContext | None]:
+        """The Authorization header and the TLS context the metric's Secret asks for."""
         if provider.secret_name is None:
-            return {}, None, None
+            return {}, None
         if self._read_secret is None:
             raise ProviderError(f"Secret {namespace}/{provider.secret_name} cannot be read: this operator has no "
                                 f"Secret access configured")
         data = await self._read_secret(namespace, provider.secret_name)
         where = f"Secret {namespace}/{provider.secret_name}"
         headers: dict[str, str] = {}
-        auth = None
         if "token" in data:
             headers["Authorization"] = f"Bearer {data['token'].decode().strip()}"
         elif "username" in data or "password" in data:
             if "username" not in data or "password" not in data:
                 raise ProviderError(f"{where} needs both username and password for basic auth")
-            auth = aiohttp.BasicAuth(data["username"].decode(), data["password"].decode())
+            pair = base64.b64encode(data["username"].rstrip(b"\r\n") + b":" + data["password"].rstrip(b"\r\n")).decode()
+            headers["Authorization"] = f"Basic {pair}"
         context = None
         if "ca.crt" in data:
             key = hashlib.sha256(data["ca.crt"]).hexdigest()
@@ -143,11 +145,11 @@ class PrometheusMetrics:
                 except (ssl.SSLError, ValueError) as error:
                     raise ProviderError(f"{where}: ca.crt is not a PEM certificate bundle: {error}") from None
                 self._contexts[key] = context
-        return headers, auth, context
+        return headers, context
 
     async def query(self, provider: PrometheusProvider, query: str, at: datetime, namespace: str) -> Sample:
         """Evaluate `query` at `at`; the one sample it returns, or ProviderError."""
-        headers, auth, context = await self._credentials(provider, namespace)
+        headers, context = await self._credentials(provider, namespace)
         if self._session is None:
             self._session = aiohttp.ClientSession()
         url = provider.address.rstrip("/") + "/api/v1/query"
@@ -156,7 +158,7 @@ class PrometheusMetrics:
         form = {"query": query, "time": f"{at.timestamp():.3f}",
                 "timeout": f"{int(max(1.0, seconds - 0.5) * 1000)}ms"}
         try:
-            async with self._session.post(url, data=form, headers=headers, auth=auth, allow_redirects=False,
+            async with self._session.post(url, data=form, headers=headers, allow_redirects=False,
                                           ssl=context if context is not None else True,
                                           timeout=aiohttp.ClientTimeout(total=seconds)) as response:
                 text = await response.text()
