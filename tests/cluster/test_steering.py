@@ -213,3 +213,25 @@ def test_status_watch_in_a_terminal_shows_step_weight_and_measurements_changing(
     put_status(crd, namespace, at_step(1, 50, 50, (measured(30, 0.0, 41, Verdict.SUCCESSFUL, 25),
                                                    measured(1, 0.25, 64, Verdict.FAILED, 25))), "Progressing")
     wait_for(lambda: "asked 50 %  effective 50 %" in pane() or None, timeout=30, message="the effective weight")
+
+
+def test_status_watch_in_a_pipe_prints_a_block_per_change_and_ends_when_the_object_is_deleted(
+        crd: LocalCluster, namespace: str, iris: str, tmp_path: Path) -> None:
+    put_status(crd, namespace, at_step(0, 25, 25), "Progressing")
+    out_path = tmp_path / "status.out"
+    with out_path.open("w") as out:
+        command = subprocess.Popen([sys.executable, "-m", "modeldeploy", "status", "-w", iris, "-n", namespace],
+                                   env=crd.env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: "rollout   step 1/3" in out_path.read_text() or None, timeout=30, message="the first block")
+        put_status(crd, namespace, at_step(1, 50, 25), "Progressing")
+        wait_for(lambda: "rollout   step 2/3" in out_path.read_text() or None, timeout=30, message="a second block")
+        crd.kubectl("delete", "mdep", iris, "-n", namespace, "--wait=false")
+        assert command.wait(timeout=30) == 0
+    finally:
+        if command.poll() is None:
+            command.kill()
+    text = out_path.read_text()
+    assert "\x1b[" not in text  # plain text in a pipe: no terminal escapes
+    assert text.count("revision  7f3a9c01de (stable) -> 1b2c3d4e5f (canary)") == 2
+    assert text.rstrip().endswith(f"modeldeployment {namespace}/iris was deleted")

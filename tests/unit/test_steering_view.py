@@ -65,7 +65,7 @@ def test_plain_view_shows_revisions_step_weight_pause_left_measurements_and_coun
     lines = text.splitlines()
     assert lines[0] == "team/iris  phase Progressing: canary 1b2c3d4e5f at step 2/3"
     assert "revision  7f3a9c01de (stable) -> 1b2c3d4e5f (canary)" in lines
-    assert "step      step 2/3" in lines
+    assert "rollout   step 2/3" in lines
     assert f"weight    {plain_bar(50, 40)} asked 50 %  effective 40 %" in lines
     assert "pause     1m10s of 2m00s left" in lines
     assert ("metric    error-rate <= 0.01  failed 1/2  errors in a row 2/4  inconclusive 3  successes at step 1"
@@ -102,7 +102,7 @@ def test_a_rollback_shows_the_aborted_revision_and_why() -> None:
     view = build_view(obj(rolled_back, phase="RolledBack"), [], NOW)
     assert view.canary is None and view.step is None
     text = render_plain(view)
-    assert "step      no canary" in text
+    assert "rollout   no canary" in text
     assert ("aborted   revision 1b2c3d4e5f rolled back at 2026-11-26T02:10:00Z (MetricsUnavailable): "
             "error-rate: 5 provider errors in a row") in text
 

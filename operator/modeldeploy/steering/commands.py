@@ -244,13 +244,16 @@ def _watch(api: SteeringApi, namespace: str, name: str, body: dict[str, Any], ou
                         break
                     screen.update(render_rich(build_view(body, events, datetime.now(UTC))))
         else:
-            last = ""
+            # A pipe gets a new block only when the object or its Events change, not for each tick of a clock.
+            last: tuple[object, ...] = ()
             while True:
-                text = (json.dumps(view_to_dict(build_view(body, events, datetime.now(UTC))), sort_keys=True)
-                        if output == "json" else render_plain(build_view(body, events, datetime.now(UTC))))
-                if text != last:
-                    _say(text if output == "json" else text + "\n")
-                    last = text
+                seen = (body["metadata"].get("resourceVersion"),
+                        tuple(e.get("metadata", {}).get("resourceVersion") for e in events))
+                if seen != last:
+                    view = build_view(body, events, datetime.now(UTC))
+                    _say(json.dumps(view_to_dict(view), sort_keys=True) if output == "json"
+                         else render_plain(view) + "\n")
+                    last = seen
                 gone, body, events, events_at = _next(changes, api, namespace, uid, body, events, events_at)
                 if gone:
                     break

@@ -223,7 +223,7 @@ def render_plain(view: View) -> str:
     lines = [
         f"{view.namespace}/{view.name}  {view.summary}",
         f"revision  {_revisions(view)}",
-        f"step      {_step(view)}",
+        f"rollout   {_step(view)}",
         f"weight    {plain_bar(view.weight, view.effective_weight)} asked {view.weight} %  "
         f"effective {view.effective_weight} %",
     ]
@@ -280,7 +280,7 @@ def render_rich(view: View) -> RenderableType:
     facts.add_column(style="bold")
     facts.add_column()
     facts.add_row("revision", _revisions(view))
-    facts.add_row("step", _step(view))
+    facts.add_row("rollout", _step(view))
     weight = rich_bar(view.weight, view.effective_weight)
     weight.append(f"  asked {view.weight} %  effective {view.effective_weight} %")
     facts.add_row("weight", weight)
@@ -294,14 +294,14 @@ def render_rich(view: View) -> RenderableType:
         facts.add_row("request", view.last_request)
     parts: list[RenderableType] = [head, facts]
     for metric in view.metrics:
-        table = Table(title=f"{metric.name} {metric.bound}", caption=_counters(metric, view.min_requests),
-                      title_justify="left", caption_justify="left", expand=False)
+        table = Table(title=f"{metric.name} {metric.bound}", title_justify="left", expand=False)
         for column in ("at", "weight", "value", "requests", "verdict"):
             table.add_column(column, justify="right" if column in ("weight", "value", "requests") else "left")
         for m in metric.measurements:
             table.add_row(m.at, f"{m.weight} %", _value(m.value), _requests(m.requests),
                           Text(m.verdict, style=VERDICT_STYLES.get(m.verdict, "")))
         parts.append(table)
+        parts.append(Text(_counters(metric, view.min_requests), style="dim"))
     if view.events:
         events = Table(title="events", title_justify="left", show_header=False, box=None, padding=(0, 1))
         for e in view.events:
