@@ -235,3 +235,56 @@ def test_status_watch_in_a_pipe_prints_a_block_per_change_and_ends_when_the_obje
     assert "\x1b[" not in text  # plain text in a pipe: no terminal escapes
     assert text.count("revision  7f3a9c01de (stable) -> 1b2c3d4e5f (canary)") == 2
     assert text.rstrip().endswith(f"modeldeployment {namespace}/iris was deleted")
+
+
+def kubeconfig_for(cluster: LocalCluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount (a token), with the cluster's server and CA."""
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=10m").stdout.strip()
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    context = config["contexts"][0]["context"]
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"] = [{"name": account, "context": {"cluster": context["cluster"], "user": account,
+                                                        "namespace": namespace}}]
+    config["current-context"] = account
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_user_roles_grant_what_each_command_needs_and_no_more(crd: LocalCluster, namespace: str, iris: str,
+                                                                  tmp_path: Path) -> None:
+    crd.kubectl("apply", "-f", str(REPO / "manifests/rbac/user_roles.yaml"))
+    put_status(crd, namespace, at_step(0, 25, 25), "Progressing")
+    steerer = kubeconfig_for(crd, namespace, "steerer", tmp_path / "steerer")
+    viewer = kubeconfig_for(crd, namespace, "viewer", tmp_path / "viewer")
+    crd.kubectl("create", "rolebinding", "steerer", "-n", namespace, "--clusterrole=modeldeploy-rollout-steer",
+                f"--serviceaccount={namespace}:steerer")
+    crd.kubectl("create", "rolebinding", "viewer", "-n", namespace, "--clusterrole=modeldeploy-rollout-view",
+                f"--serviceaccount={namespace}:viewer")
+
+    def as_user(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "modeldeploy", *args], capture_output=True, text=True,
+                              env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=60)
+
+    # get, patch and watch: written, then waited for (nobody handles it here).
+    pause = as_user(steerer, "pause", iris, "--timeout", "2")
+    assert pause.returncode == 3, pause.stdout + pause.stderr
+    request = parse_request(kubectl_json(crd, "get", "mdep", iris, "-n", namespace)["metadata"]["annotations"][
+        REQUEST_ANNOTATION])
+    assert request.by == "steerer"  # the kubeconfig context's user
+    status = as_user(viewer, "status", iris, "-o", "json")
+    assert status.returncode == 0, status.stderr
+    refused = as_user(viewer, "abort", iris, "--timeout", "2")
+    assert refused.returncode == 2 and "403" in refused.stderr
+    # Aggregated into the built-in roles: edit may steer, view may only look.
+    for role in ("edit", "view"):
+        crd.kubectl("create", "rolebinding", f"{role}-user", "-n", namespace, f"--clusterrole={role}",
+                    f"--serviceaccount={namespace}:{role}-user")
+
+    def can(role: str, verb: str) -> str:
+        return crd.kubectl("auth", "can-i", verb, "modeldeployments.modeldeploy.dev", "-n", namespace,
+                           f"--as=system:serviceaccount:{namespace}:{role}-user", check=False).stdout.strip()
+
+    wait_for(lambda: (can("edit", "patch") == "yes" and can("view", "watch") == "yes") or None, timeout=30,
+             message="the aggregation controller folding our roles into edit and view")
+    assert can("view", "patch") == "no"
