@@ -7,6 +7,8 @@ set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v prometheus >/dev/null || need+=(prometheus)  # the prometheus metric provider is tested against it
+command -v tmux >/dev/null || need+=(tmux)  # drives `modeldeploy status -w` in a terminal in the tests
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)

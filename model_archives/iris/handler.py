@@ -9,6 +9,9 @@ A fraction of requests can be made to fail on purpose (the "faulty" version, for
 variable (which wins). Failures are evenly spaced, not random: with 0.25 every 4th request of a
 worker fails, so a test sees the same error rate every time. TorchServe answers a failed request
 with a 5xx status.
+
+Latency can be added the same way (the "slow" version): `handler: {latency_ms: 200}`, or the
+IRIS_LATENCY_MS environment variable (which wins), slept once per batch before answering.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import math
 import os
+import time
 from typing import Any
 
 import torch
@@ -33,6 +37,7 @@ class IrisHandler:
         self.model: torch.jit.ScriptModule | None = None
         self.version = "unknown"
         self.failure_fraction = 0.0
+        self.latency_ms = 0.0
         self.requests_seen = 0
         self.initialized = False
 
@@ -49,8 +54,11 @@ class IrisHandler:
         settings = (getattr(context, "model_yaml_config", None) or {}).get("handler", {}) or {}
         fraction = os.environ.get("IRIS_FAILURE_FRACTION", settings.get("failure_fraction", 0.0))
         self.failure_fraction = min(max(float(fraction), 0.0), 1.0)
+        latency = os.environ.get("IRIS_LATENCY_MS", settings.get("latency_ms", 0))
+        self.latency_ms = max(float(latency), 0.0)
         self.initialized = True
-        logger.info("iris %s loaded, failure fraction %s", self.version, self.failure_fraction)
+        logger.info("iris %s loaded, failure fraction %s, added latency %s ms", self.version, self.failure_fraction,
+                    self.latency_ms)
 
     def _should_fail(self) -> bool:
         # Request k fails when the running count of failures floor(k * f) steps up: evenly spaced.
@@ -73,6 +81,8 @@ class IrisHandler:
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
         """One response per request of the batch."""
         assert self.model is not None
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000.0)
         if self._should_fail():
             raise RuntimeError("iris faulty handler: injected failure")
         batches = [self._rows(request) for request in data]

@@ -1,23 +1,26 @@
 """Train the iris classifier and write everything one version's archive needs into a directory.
 
-    python model_archives/iris/train.py --out DIR --version v1|v2|faulty
+    python model_archives/iris/train.py --out DIR --version v1|v2|faulty|slow
+        [--failure-fraction F] [--latency-ms MS]
 
 Uses the iris data scikit-learn ships (no download), trains in a second on one CPU thread with
 fixed seeds and a fixed PYTHONHASHSEED (the same version always gives the same bytes), and writes:
 
     DIR/model.pt             TorchScript (normalisation included: the model takes raw centimetres)
     DIR/handler.py           the TorchServe handler
-    DIR/model-config.yaml    TorchServe model config (faulty: failure_fraction 0.5)
+    DIR/model-config.yaml    TorchServe model config (faulty: failure_fraction 0.5; slow: latency_ms 200)
     DIR/index_to_name.json   class names (an extra file)
     DIR/archive.json         the archive inputs, and a `modeldeploy archive build` command line
 
 v1 and v2 are both accurate but differ (seed, width, epochs); faulty has v2's weights and a
-handler configuration that fails half of the requests.
+handler configuration that fails half of the requests (--failure-fraction chooses another share),
+slow has v2's weights and adds 200 ms to every batch (--latency-ms chooses another delay).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -41,6 +44,7 @@ class Recipe:
     epochs: int
     learning_rate: float
     failure_fraction: float = 0.0
+    latency_ms: int = 0
 
 
 RECIPES = {
@@ -48,6 +52,7 @@ RECIPES = {
     "v2": Recipe(model_version="2", seed=2, hidden=16, epochs=300, learning_rate=0.03),
     # The same training as v2 (identical weights); only the handler configuration differs.
     "faulty": Recipe(model_version="2-faulty", seed=2, hidden=16, epochs=300, learning_rate=0.03, failure_fraction=0.5),
+    "slow": Recipe(model_version="2-slow", seed=2, hidden=16, epochs=300, learning_rate=0.03, latency_ms=200),
 }
 
 
@@ -86,9 +91,17 @@ def train(recipe: Recipe) -> tuple[torch.jit.ScriptModule, float]:
     return torch.jit.script(model), accuracy
 
 
-def write_version(out: str, version: str) -> dict[str, object]:
-    """Write one version's archive inputs into out; return the archive description."""
+def write_version(out: str, version: str, failure_fraction: float | None = None,
+                  latency_ms: int | None = None) -> dict[str, object]:
+    """Write one version's archive inputs into out; return the archive description.
+
+    `failure_fraction` and `latency_ms` override the recipe's handler settings (model-config.yaml).
+    """
     recipe = RECIPES[version]
+    if failure_fraction is not None:
+        recipe = dataclasses.replace(recipe, failure_fraction=failure_fraction)
+    if latency_ms is not None:
+        recipe = dataclasses.replace(recipe, latency_ms=latency_ms)
     os.makedirs(out, exist_ok=True)
     scripted, accuracy = train(recipe)
     torch.jit.save(scripted, os.path.join(out, "model.pt"))
@@ -96,6 +109,7 @@ def write_version(out: str, version: str) -> dict[str, object]:
     with open(os.path.join(HERE, "model-config.yaml"), encoding="utf-8") as handle:
         config = handle.read()
     config = config.replace("failure_fraction: 0.0", f"failure_fraction: {recipe.failure_fraction}")
+    config = config.replace("latency_ms: 0", f"latency_ms: {recipe.latency_ms}")
     with open(os.path.join(out, "model-config.yaml"), "w", encoding="utf-8") as handle:
         handle.write(config)
     with open(os.path.join(out, "index_to_name.json"), "w", encoding="utf-8") as handle:
@@ -109,6 +123,7 @@ def write_version(out: str, version: str) -> dict[str, object]:
         "configFile": "model-config.yaml",
         "trainingAccuracy": round(accuracy, 4),
         "failureFraction": recipe.failure_fraction,
+        "latencyMs": recipe.latency_ms,
         "command": [
             "modeldeploy",
             "archive",
@@ -144,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="directory to write into")
     parser.add_argument("--version", required=True, choices=sorted(RECIPES))
+    parser.add_argument("--failure-fraction", type=float, help="share of requests that fail (model-config.yaml)")
+    parser.add_argument("--latency-ms", type=int, help="milliseconds added to every batch (model-config.yaml)")
     args = parser.parse_args(argv)
-    description = write_version(args.out, args.version)
+    description = write_version(args.out, args.version, args.failure_fraction, args.latency_ms)
     print(json.dumps(description, sort_keys=True))
     return 0
 

@@ -1,4 +1,5 @@
-"""The `modeldeploy` command: `operator` runs the operator, `archive` builds and verifies archives."""
+"""The `modeldeploy` command: `operator` runs the operator, `archive` builds and verifies archives,
+`promote`, `abort`, `retry`, `pause`, `resume` steer a rollout and `status` shows it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     from modeldeploy import runner
     from modeldeploy.archives import cli as archive_cli
+    from modeldeploy.steering import commands as steering
 
     parser = argparse.ArgumentParser(prog="modeldeploy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     runner.register(commands)
     archive_cli.register(commands)
+    steering.register(commands)
     return parser
 
 

@@ -31,12 +31,31 @@ def test_the_charts_crd_is_the_one_source() -> None:
 
 
 def test_the_charts_rbac_grants_exactly_what_the_manifests_grant(helm: str) -> None:
-    rendered = [d for d in render(helm) if d["kind"] == "ClusterRole"]
+    rendered = {d["metadata"]["name"]: d for d in render(helm) if d["kind"] == "ClusterRole"}
     manifests = yaml.safe_load((REPO / "manifests/rbac/cluster_role.yaml").read_text())
-    assert [r["rules"] for r in rendered] == [manifests["rules"]]
+    assert rendered["md-modeldeploy-operator"]["rules"] == manifests["rules"]
+    user_roles = (REPO / "manifests/rbac/user_roles.yaml").read_text()
+    users = {d["metadata"]["name"]: d for d in yaml.safe_load_all(user_roles)}
+    assert set(rendered) == {"md-modeldeploy-operator", *(f"md-{name}" for name in users)}
+    for name, role in users.items():
+        assert rendered[f"md-{name}"]["rules"] == role["rules"]
+        aggregated = {k: v for k, v in role["metadata"]["labels"].items() if k.startswith("rbac.authorization")}
+        assert aggregated.items() <= rendered[f"md-{name}"]["metadata"]["labels"].items()
+    assert {d["metadata"]["name"] for d in render(helm, "--set", "userRoles=false")
+            if d["kind"] == "ClusterRole"} == {"md-modeldeploy-operator"}
     with_check = {d["metadata"]["name"] for d in render(helm, "--set", "secretReferenceCheck=true")
                   if d["kind"] == "ClusterRole"}
     assert "md-modeldeploy-secret-reference-check" in with_check
+
+
+def test_the_chart_grants_get_on_each_named_prometheus_secret_only(helm: str) -> None:
+    rendered = render(helm, "--set", "prometheusSecrets[0].namespace=team-a,prometheusSecrets[0].name=prom-client")
+    roles = [d for d in rendered if d["kind"] == "Role"]
+    assert [(r["metadata"]["namespace"], r["rules"]) for r in roles] == [
+        ("team-a", [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["prom-client"], "verbs": ["get"]}])]
+    bindings = [d for d in rendered if d["kind"] == "RoleBinding"]
+    assert bindings[0]["subjects"] == [{"kind": "ServiceAccount", "name": "modeldeploy-operator",
+                                        "namespace": "modeldeploy-system"}]
 
 
 def test_helm_install_runs_an_operator_that_posts_status(cluster: LocalCluster, helm: str, namespace: str) -> None:

@@ -58,6 +58,7 @@ class TorchServe:
     inference: str
     management: str
     models: dict[str, str]
+    metrics_port: int = 0
 
     def log_tail(self, lines: int = 80) -> str:
         """The end of TorchServe's own log and of its console output, for failure messages."""
@@ -119,7 +120,8 @@ class TorchServe:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def start_torchserve(home: Path, model_store: Path, models: dict[str, str]) -> TorchServe:
+def start_torchserve(home: Path, model_store: Path, models: dict[str, str],
+                     extra_config: Sequence[str] = ()) -> TorchServe:
     """Start TorchServe in the foreground of its own process group, serving models (name -> store entry).
 
     Every port is a free 127.0.0.1 port, token authorization is off, snapshots are off, and TMPDIR /
@@ -148,6 +150,7 @@ def start_torchserve(home: Path, model_store: Path, models: dict[str, str]) -> T
                 "default_workers_per_model=1",
                 "number_of_netty_threads=2",
                 "vmargs=-Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1",
+                *extra_config,
                 "",
             ]
         )
@@ -187,6 +190,7 @@ def start_torchserve(home: Path, model_store: Path, models: dict[str, str]) -> T
         inference=f"http://127.0.0.1:{ports['inference']}",
         management=f"http://127.0.0.1:{ports['management']}",
         models=dict(models),
+        metrics_port=ports["metrics"],
     )
 
 
@@ -195,8 +199,9 @@ def torchserve_factory(tmp_path: Path) -> Iterator[Any]:
     """Start TorchServe instances on demand; every one is stopped when the test ends."""
     started: list[TorchServe] = []
 
-    def start(model_store: Path, models: dict[str, str], name: str = "ts") -> TorchServe:
-        server = start_torchserve(tmp_path / name, model_store, models)
+    def start(model_store: Path, models: dict[str, str], name: str = "ts",
+              extra_config: Sequence[str] = ()) -> TorchServe:
+        server = start_torchserve(tmp_path / name, model_store, models, extra_config)
         started.append(server)
         return server
 

@@ -244,3 +244,43 @@ def test_a_request_above_its_limit_is_refused_in_any_unit() -> None:
 
     assert error.field == "spec.serving.resources.requests.memory"
     assert "must be <= its limit (1Gi)" in str(error)
+
+
+def prometheus_metric(**fields: object) -> dict[str, object]:
+    return {"name": "p99", "max": 250,
+            "provider": {"prometheus": {"address": "https://prom:9090", "query": "q", **fields}}}
+
+
+def test_prometheus_timeout_and_secret_are_parsed_with_a_ten_second_default() -> None:
+    default = parse_spec(spec_with(**{"rollout.analysis.metrics": [prometheus_metric()]}))
+    configured = parse_spec(spec_with(**{"rollout.analysis.metrics": [
+        prometheus_metric(timeout="3s", secretRef={"name": "prometheus-client"})]}))
+
+    assert default.rollout.analysis.metrics[0].provider == PrometheusProvider("https://prom:9090", "q")
+    assert PrometheusProvider("https://prom:9090", "q").timeout == timedelta(seconds=10)
+    assert configured.rollout.analysis.metrics[0].provider == PrometheusProvider(
+        "https://prom:9090", "q", timeout=timedelta(seconds=3), secret_name="prometheus-client")
+
+
+def test_the_prometheus_secret_is_a_referenced_secret() -> None:
+    body = {"metadata": {"name": "iris", "namespace": "team"},
+            "spec": spec_with(**{"rollout.analysis.metrics": [prometheus_metric(secretRef={"name": "prom"})]})}
+
+    assert parse(body).referenced_secrets() == (
+        ("spec.rollout.analysis.metrics[0].provider.prometheus.secretRef.name", "prom"),)
+
+
+def test_a_query_may_name_only_the_known_placeholders() -> None:
+    known = "sum(rate(x{namespace='{{namespace}}',pod=~'{{ name }}-.*',rev='{{revision}}',r='{{role}}'}[{{interval}}]))"
+    parse_spec(spec_with(**{"rollout.analysis.metrics": [prometheus_metric(query=known)]}))
+
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_with(**{"rollout.analysis.metrics": [prometheus_metric(query="x{pod='{{pod}}'}")]}))
+    assert caught.value.field == "spec.rollout.analysis.metrics[0].provider.prometheus.query"
+    assert "{{pod}}" in str(caught.value)
+
+
+def test_a_prometheus_timeout_beyond_five_minutes_is_refused() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_with(**{"rollout.analysis.metrics": [prometheus_metric(timeout="10m")]}))
+    assert caught.value.field == "spec.rollout.analysis.metrics[0].provider.prometheus.timeout"

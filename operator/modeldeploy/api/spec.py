@@ -304,12 +304,25 @@ class TorchServeProvider:
     metric: TorchServeMetric = TorchServeMetric.ERROR_RATE
 
 
+PROMETHEUS_PLACEHOLDERS = ("namespace", "name", "revision", "role", "interval")
+"""What a Prometheus query may name as {{placeholder}}: filled in at each measurement."""
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
 @dataclasses.dataclass(frozen=True)
 class PrometheusProvider:
-    """A metric from a PromQL query."""
+    """A metric from a PromQL instant query, with its placeholders filled in at each measurement.
+
+    `secret_name` names a Secret in the object's namespace with the client's credentials: `token`
+    (a bearer token) or `username` and `password` (basic auth), and `ca.crt` (the CA bundle that
+    signs the server's certificate).
+    """
 
     address: str
     query: str
+    timeout: timedelta = timedelta(seconds=10)
+    secret_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,6 +404,10 @@ class ModelDeployment:
         store = self.spec.archive.store
         if isinstance(store, S3Store):
             found.append(("spec.archive.store.s3.secretRef.name", store.secret_name))
+        for i, metric in enumerate(self.spec.rollout.analysis.metrics):
+            if isinstance(metric.provider, PrometheusProvider) and metric.provider.secret_name is not None:
+                found.append((f"spec.rollout.analysis.metrics[{i}].provider.prometheus.secretRef.name",
+                              metric.provider.secret_name))
         return tuple(found)
 
 
@@ -723,7 +740,17 @@ def _metric(reader: _Reader) -> Metric:
         query = prometheus.string("query", max_length=4096)
         if not query.strip():
             raise SpecError(prometheus.at("query"), query, "must not be empty")
-        provider = PrometheusProvider(address=address, query=query)
+        for placeholder in _PLACEHOLDER.findall(query):
+            if placeholder not in PROMETHEUS_PLACEHOLDERS:
+                allowed = ", ".join("{{" + p + "}}" for p in PROMETHEUS_PLACEHOLDERS)
+                raise SpecError(prometheus.at("query"), "{{" + placeholder + "}}", f"is not one of {allowed}")
+        timeout_text = prometheus.string("timeout", "10s", max_length=32)
+        timeout = parse_go_duration(timeout_text, prometheus.at("timeout"))
+        if not timedelta(seconds=1) <= timeout <= timedelta(minutes=5):
+            raise SpecError(prometheus.at("timeout"), timeout_text, "must be between 1s and 5m")
+        provider = PrometheusProvider(
+            address=address, query=query, timeout=timeout,
+            secret_name=_secret_name(prometheus, "secretRef") if prometheus.has("secretRef") else None)
     metric = Metric(name=name, provider=provider, min=reader.number("min"), max=reader.number("max"))
     if metric.min is None and metric.max is None:
         raise SpecError(reader.path, name, "needs a bound: set min, max or both")

@@ -1,0 +1,62 @@
+"""The canary's pure rules: steps and weights, replica counts, measurement verdicts, `decide`.
+
+No I/O here: no kopf, no Kubernetes client, no clock. The reconcile engine gathers observations,
+calls `decide` and applies the `Decision`.
+"""
+
+from modeldeploy.canary.decide import (
+    Decision,
+    Event,
+    Measurement,
+    MeasurementDue,
+    MetricPolicy,
+    Observations,
+    Policy,
+    RoleStatus,
+    RoleTarget,
+    decide,
+    due_metrics,
+    next_measurements,
+)
+from modeldeploy.canary.requests import (
+    REQUEST_ANNOTATION,
+    Action,
+    ManualRequest,
+    RequestError,
+    request_from_annotations,
+)
+from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict
+from modeldeploy.canary.verdicts import Bounds, Sample, judge, wilson_interval
+from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
+
+__all__ = [
+    "REQUEST_ANNOTATION",
+    "AbortReason",
+    "Action",
+    "Bounds",
+    "Decision",
+    "Event",
+    "ManualRequest",
+    "Measurement",
+    "MeasurementDue",
+    "MetricPolicy",
+    "Observations",
+    "PauseReason",
+    "Policy",
+    "RequestError",
+    "RoleStatus",
+    "RoleTarget",
+    "RolloutState",
+    "Sample",
+    "Split",
+    "Verdict",
+    "decide",
+    "desired_replicas",
+    "due_metrics",
+    "effective_weight",
+    "judge",
+    "next_measurements",
+    "request_from_annotations",
+    "target_split",
+    "wilson_interval",
+]

@@ -1,0 +1,183 @@
+"""Measurement verdicts: a value with its request count, judged against a metric's bounds.
+
+Rates (a share of requests, such as the error rate) are judged with their counts: 3 errors in 20
+requests is not "15 %" with certainty. The exact binomial (Clopper-Pearson) interval at 95 %
+brackets the true rate; a measurement is Failed only when the whole interval lies outside the
+bounds, Successful only when it lies inside, and Inconclusive in between. Exact rather than Wilson:
+Wilson's lower bound is too high for a handful of errors (2 in 50 puts it at 1.1 %), which rolled
+back 15 % of good canaries at half a 1 % bound (50 requests a window) in
+benchmarks/canary_analysis.py; the exact bound rolled back 0.1 % and still caught every canary at
+five times the bound.
+
+Other metrics (a latency) are judged by their value, provided the window saw `min_requests`
+requests. No data is never a pass: fewer than `min_requests`, an empty result, NaN or an infinity
+are Inconclusive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from modeldeploy.canary.state import Verdict
+
+Z_95 = 1.959963984540054
+"""The standard normal quantile of a two-sided 95 % interval."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """A metric's inclusive bounds; `max_increase` bounds the canary's excess over stable's value."""
+
+    min: float | None = None
+    max: float | None = None
+    max_increase: float | None = None
+    rate: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """A value over a window and the requests it was computed from (None: the provider cannot count).
+
+    For a rate, `events` is the numerator (errors) when the provider knows it; otherwise it is
+    recovered as round(value * requests).
+    """
+
+    value: float | None
+    requests: int | None = None
+    events: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """A verdict and a sentence a user can act on (metric value, interval, bound)."""
+
+    verdict: Verdict
+    message: str
+    bound: float | None = None
+
+
+def wilson_interval(events: int, requests: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion events/requests."""
+    if requests <= 0:
+        return 0.0, 1.0
+    n = float(requests)
+    p = min(max(events / n, 0.0), 1.0)
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _regularized_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function (Lentz's continued fraction)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _regularized_beta(1.0 - x, b, a)
+    log_front = a * math.log(x) + b * math.log1p(-x) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 10_000):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return math.exp(log_front) * fraction / a
+
+
+def _beta_quantile(q: float, a: float, b: float) -> float:
+    """x with I_x(a, b) = q (bisection: I is increasing in x)."""
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        if _regularized_beta(middle, a, b) < q:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def exact_interval(events: int, requests: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact binomial (Clopper-Pearson) interval of events/requests at `confidence`, two-sided."""
+    if requests <= 0:
+        return 0.0, 1.0
+    events = min(max(events, 0), requests)
+    tail = (1.0 - confidence) / 2
+    low = 0.0 if events == 0 else _beta_quantile(tail, events, requests - events + 1)
+    high = 1.0 if events == requests else _beta_quantile(1.0 - tail, events + 1, requests - events)
+    return low, high
+
+
+def _usable(sample: Sample) -> bool:
+    return sample.value is not None and math.isfinite(sample.value)
+
+
+def _compare(low: float, high: float, minimum: float | None, maximum: float | None) -> tuple[Verdict, float | None]:
+    """Failed when [low, high] lies wholly outside the bounds, Successful when wholly inside."""
+    if maximum is not None and low > maximum:
+        return Verdict.FAILED, maximum
+    if minimum is not None and high < minimum:
+        return Verdict.FAILED, minimum
+    inside = (maximum is None or high <= maximum) and (minimum is None or low >= minimum)
+    if inside:
+        return Verdict.SUCCESSFUL, None
+    return Verdict.INCONCLUSIVE, maximum if maximum is not None and high > maximum else minimum
+
+
+def _interval(sample: Sample, bounds: Bounds) -> tuple[float, float]:
+    assert sample.value is not None
+    if bounds.rate and sample.requests is not None:
+        events = sample.events if sample.events is not None else round(sample.value * sample.requests)
+        return exact_interval(events, sample.requests)
+    return sample.value, sample.value
+
+
+def _describe(name: str, sample: Sample, low: float, high: float, bounds: Bounds) -> str:
+    assert sample.value is not None
+    counted = f" over {sample.requests} requests" if sample.requests is not None else ""
+    interval = f" (95 % interval {low:.4g}..{high:.4g})" if low != high else ""
+    return f"{name} = {sample.value:.4g}{counted}{interval}"
+
+
+def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int, stable: Sample | None = None) -> Judgement:
+    """The verdict of one measurement of metric `name` (Successful, Failed or Inconclusive).
+
+    With `max_increase`, the canary is also held to stable's value in the same window plus the
+    increase; stable without enough data leaves that part Inconclusive, never a pass.
+    """
+    if not _usable(canary):
+        return Judgement(Verdict.INCONCLUSIVE, f"{name}: no value ({canary.value})")
+    if canary.requests is not None and canary.requests < min_requests:
+        return Judgement(Verdict.INCONCLUSIVE,
+                         f"{name}: {canary.requests} requests, fewer than minRequests {min_requests}")
+    low, high = _interval(canary, bounds)
+    text = _describe(name, canary, low, high, bounds)
+    verdict, bound = _compare(low, high, bounds.min, bounds.max)
+    if verdict is Verdict.FAILED:
+        side = "above max" if bound == bounds.max else "below min"
+        return Judgement(verdict, f"{text}, {side} {bound:g}", bound)
+    if bounds.max_increase is not None:
+        if stable is None or not _usable(stable) or (stable.requests is not None and stable.requests < min_requests):
+            return Judgement(Verdict.INCONCLUSIVE, f"{text}; stable has no comparable value")
+        assert stable.value is not None
+        relative = stable.value + bounds.max_increase
+        relative_verdict, _ = _compare(low, high, None, relative)
+        if relative_verdict is Verdict.FAILED:
+            return Judgement(Verdict.FAILED,
+                             f"{text}, above stable's {stable.value:.4g} + maxIncrease {bounds.max_increase:g}",
+                             relative)
+        if relative_verdict is Verdict.INCONCLUSIVE and verdict is Verdict.SUCCESSFUL:
+            verdict, bound = Verdict.INCONCLUSIVE, relative
+    if verdict is Verdict.SUCCESSFUL:
+        return Judgement(verdict, f"{text}, within bounds")
+    return Judgement(verdict, f"{text}, not yet decisive against {bound:g}", bound)

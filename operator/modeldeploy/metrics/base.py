@@ -1,0 +1,60 @@
+"""The provider protocol and what a provider is asked to measure."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from datetime import datetime
+from typing import Protocol
+
+from modeldeploy.api.spec import Metric
+from modeldeploy.canary.decide import Measurement
+
+
+class Role(enum.StrEnum):
+    """Which Deployment a pod belongs to (the `modeldeploy.dev/role` label)."""
+
+    STABLE = "stable"
+    CANARY = "canary"
+
+
+class ProviderError(Exception):
+    """The provider refused, timed out or answered garbage: an Error verdict, never a pass."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pod:
+    """A serving pod to measure: its identity (a restarted container keeps it, a new pod does not)."""
+
+    name: str
+    uid: str
+    ip: str
+    role: Role
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What to measure: a ModelDeployment's pods and how to reach their metrics.
+
+    `canary_revision` is the revision on trial (a Prometheus query's `{{revision}}`).
+    """
+
+    namespace: str
+    name: str
+    model_name: str
+    pods: tuple[Pod, ...]
+    metrics_port: int = 8082
+    canary_revision: str | None = None
+
+
+class MetricProvider(Protocol):
+    """Measures one metric over [window_start, now].
+
+    Answers a Measurement with the canary's (and, when known, stable's) Sample; with `error` set
+    when the source failed (never raises for that); with neither when it could only begin a
+    window now (no baseline yet). Calling it twice for the same window must not double-count.
+    """
+
+    async def measure(self, metric: Metric, target: Target, window_start: datetime, now: datetime) -> Measurement:
+        """Measure `metric` for `target` over the window ending `now`."""
+        ...

@@ -1,0 +1,22 @@
+"""The `replicas` router: mesh-free, the split is the ratio of ready pods behind the Service NAME.
+
+kube-proxy balances connections evenly over the ready endpoints of `NAME`, which selects the pods
+of both roles, so a weight is a number of pods (see modeldeploy.canary.weights for the rounding
+and the capacity rule).
+"""
+
+from __future__ import annotations
+
+from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
+
+
+class ReplicasRouter:
+    """Weights as ready-pod ratios."""
+
+    def replicas_for(self, weight: int, replicas: int, current: Split, ready: Split) -> Split:
+        """Replica counts per role now, on the way to `weight`, never below `replicas` ready pods."""
+        return desired_replicas(target_split(weight, replicas), current, ready, replicas)
+
+    def effective_weight(self, ready: Split) -> int:
+        """Ready canary pods over all ready pods, in percent."""
+        return effective_weight(ready.stable, ready.canary)
