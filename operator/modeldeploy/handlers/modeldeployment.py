@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ import kopf
 from modeldeploy import GROUP, PLURAL, VERSION
 from modeldeploy.api.labels import MANAGED, owner_name
 from modeldeploy.k8s import KubeApi
+from modeldeploy.observability import METRICS
 from modeldeploy.reconcile import KubeApiError, Report, reconcile_and_report
 from modeldeploy.settings import OperatorConfig, OperatorIdentity
 
@@ -59,13 +61,22 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
     async with coordination.lock(key):
         # A snapshot: kopf updates the live body of daemons while the reconcile awaits.
         snapshot = copy.deepcopy(dict(body))
+        started = time.monotonic()
         try:
             report: Report = await reconcile_and_report(snapshot, api, operator)
-        except KubeApiError as error:
-            raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
+        except Exception as error:
+            METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
+                                     error=type(error).__name__)
+            if isinstance(error, KubeApiError):
+                raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
+            raise
     if report.outcome is None:
         return
     verdict = report.outcome.verdict
+    METRICS.record_reconcile(*key, seconds=time.monotonic() - started,
+                             result="written" if report.written else "settled",
+                             status={**report.outcome.status.render(), "phase": verdict.phase.value},
+                             events=report.events)
     coordination.requeue[key] = verdict.requeue_after
     if verdict.requeue_after is not None:
         coordination.wakeup(key).set()
@@ -119,6 +130,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         finally:
             if body.get("metadata", {}).get("deletionTimestamp"):
                 coordination.forget(key)
+                METRICS.forget(*key)
 
     @kopf.on.event("batch", "v1", "jobs", labels=dict(MANAGED), registry=registry)
     @kopf.on.event("apps", "v1", "deployments", labels=dict(MANAGED), registry=registry)
