@@ -1,20 +1,25 @@
-"""The `modeldeploy` command: `operator` runs the operator, `archive` builds and verifies archives."""
+"""The `modeldeploy` command: `operator` runs the operator, `archive` builds and verifies archives, `status`
+shows where a rollout stands. Installed as `kubectl-modeldeploy` too, it is a kubectl plugin."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from modeldeploy import runner
+    from modeldeploy import runner, status_command
     from modeldeploy.archives import cli as archive_cli
 
-    parser = argparse.ArgumentParser(prog="modeldeploy", description=__doc__)
+    # As a kubectl plugin, help speaks of the command the user typed.
+    prog = "kubectl modeldeploy" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "modeldeploy"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     runner.register(commands)
     archive_cli.register(commands)
+    status_command.register(commands)
     return parser
 
 
