@@ -7,6 +7,8 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)
+# promtool and prometheus: the chart's alerts and dashboard are checked by Prometheus itself.
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq
