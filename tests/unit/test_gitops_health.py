@@ -92,3 +92,13 @@ def test_argocd_shows_a_new_object_as_progressing(healthcheck: str) -> None:
              "metadata": {"name": "iris", "namespace": "ml", "generation": 1}}
     assert judge(healthcheck, fresh, "argocd", str(ARGOCD_SCRIPT))["status"] == "Progressing"
     assert judge(healthcheck, fresh, "kstatus")["status"] == "Current"  # kstatus cannot know: no status yet
+
+
+def test_the_readmes_argocd_cm_patch_carries_the_script_intact() -> None:
+    readme = (REPO / "README.md").read_text()
+    prefix = "kubectl -n argocd patch configmap argocd-cm --type merge --patch "
+    start = readme.index(prefix)
+    command = readme[start:readme.index("\n```", start)].replace(prefix, "echo ", 1)
+    patch = subprocess.run(["bash", "-c", command], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    data = yaml.safe_load(patch)["data"]
+    assert data["resource.customizations.health.modeldeploy.dev_ModelDeployment"] == ARGOCD_SCRIPT.read_text()
