@@ -7,7 +7,9 @@ object's own analysis list.
 
 One call per reconcile: `OperatorMetrics.record_reconcile(namespace, name, seconds=…, result=…,
 status=…, events=…)`, with the status as rendered (`phase`, `rollout`, `archive`) and the Events
-the reconcile posts. Counters move on Events (posted once per transition), gauges follow the status.
+the reconcile's steps posted (a rollback's or promotion's Event comes once, from the canary's
+decision; the transition Events that repeat its reason on each phase change must not be passed).
+Counters move on those Events, gauges follow the status.
 """
 
 from __future__ import annotations

@@ -76,7 +76,9 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
     METRICS.record_reconcile(*key, seconds=time.monotonic() - started,
                              result="written" if report.written else "settled",
                              status={**report.outcome.status.render(), "phase": verdict.phase.value},
-                             events=report.events)
+                             # The steps' own Events (a rollback, a promotion, an archive), not the
+                             # transition Events that repeat a rollback's reason on each phase change.
+                             events=report.outcome.notes if report.written else ())
     coordination.requeue[key] = verdict.requeue_after
     if verdict.requeue_after is not None:
         coordination.wakeup(key).set()
