@@ -22,17 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
+from dashboard import FROM_TORCHSERVE, dashboard_expressions, rule_groups
 from modeldeploy.api.conditions import EventNote
 from modeldeploy.observability import OperatorMetrics, serve_metrics
 from support import REPO, wait_for
 
-CHART = REPO / "charts" / "modeldeploy-operator"
-DASHBOARD = CHART / "files" / "grafana-dashboard.json"
 FIXTURES = REPO / "tests" / "fixtures" / "modeldeployments"
-GRAFANA_VARIABLES = {"$namespace": "ml", "$modeldeployment": "iris", "$__rate_interval": "1m", "$__range": "1h",
-                     "$__interval": "15s"}
-# Panels fed by TorchServe's counters on the serving pods, not by the operator.
-FROM_TORCHSERVE = ("Requests5XX", "ts_inference_")
 
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None or shutil.which("prometheus") is None,
                                 reason="Prometheus is not installed (hack/install-system-packages.sh)")
@@ -42,33 +37,6 @@ pytestmark = pytest.mark.skipif(shutil.which("promtool") is None or shutil.which
 def helm() -> str:
     return subprocess.run(["bash", str(REPO / "hack/install-helm.sh")], check=True, capture_output=True,
                           text=True).stdout.strip()
-
-
-def render(helm: str, *args: str) -> list[dict[str, Any]]:
-    out = subprocess.run([helm, "template", "md", str(CHART), "-n", "modeldeploy-system", *args], check=True,
-                         capture_output=True, text=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def rule_groups(helm: str, *args: str) -> list[dict[str, Any]]:
-    rules = [d for d in render(helm, "--set", "metrics.prometheusRule.enabled=true", *args)
-             if d["kind"] == "PrometheusRule"]
-    assert len(rules) == 1
-    groups: list[dict[str, Any]] = rules[0]["spec"]["groups"]
-    return groups
-
-
-def dashboard_expressions() -> list[tuple[str, str]]:
-    """(where, PromQL) of every panel target and annotation, Grafana's variables substituted."""
-    board = json.loads(DASHBOARD.read_text())
-    found = [(f"panel {p['title']!r} {t['refId']}", t["expr"]) for p in board["panels"] for t in p["targets"]]
-    found += [(f"annotation {a['name']!r}", a["expr"]) for a in board["annotations"]["list"]]
-    substituted = []
-    for where, expr in found:
-        for variable in sorted(GRAFANA_VARIABLES, key=len, reverse=True):
-            expr = expr.replace(variable, GRAFANA_VARIABLES[variable])
-        substituted.append((where, expr))
-    return substituted
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
