@@ -96,7 +96,7 @@ class OperatorMetrics:
             "modeldeploy_promotions_total", "Canary revisions promoted to stable, by what promoted them.",
             ["namespace", "modeldeployment", "reason"], registry=r)
         self.archive_build_duration = Histogram(
-            "modeldeploy_archive_build_duration_seconds", "Time an archive build Job took, from start to completion.",
+            "modeldeploy_archive_build_duration_seconds", "Time an archive build took (the build's own measure).",
             registry=r, buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600))
         self.archive_builds = Counter(
             "modeldeploy_archive_builds_total",
@@ -132,7 +132,7 @@ class OperatorMetrics:
 
     def record_events(self, namespace: str, name: str, events: Iterable[EventLike],
                       status: Mapping[str, Any] | None = None) -> None:
-        """Count the rollbacks and promotions among the Events a reconcile posts."""
+        """Count the rollbacks, promotions and archives among the Events the reconcile's steps posted."""
         for event in events:
             if event.reason in ROLLBACK_REASONS:
                 self.rollbacks.labels(namespace, name, event.reason).inc()
@@ -144,7 +144,7 @@ class OperatorMetrics:
                 self.archive_builds.labels(result="reused" if reused else "built").inc()
 
     def record_archive_build_duration(self, seconds: float) -> None:
-        """How long an archive build Job ran (its completionTime minus its startTime)."""
+        """How long an archive build took: the `seconds` of the build's result, when it was not reused."""
         if math.isfinite(seconds) and seconds >= 0:
             self.archive_build_duration.observe(seconds)
 
