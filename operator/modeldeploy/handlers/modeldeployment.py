@@ -18,15 +18,15 @@ from typing import Any
 
 import kopf
 
-from modeldeploy import GROUP, PLURAL, VERSION
+from modeldeploy import GROUP, PLURAL, VERSION, observability
 from modeldeploy.api.labels import MANAGED, owner_name
 from modeldeploy.k8s import KubeApi
-from modeldeploy.observability import METRICS
 from modeldeploy.reconcile import KubeApiError, Report, reconcile_and_report
 from modeldeploy.settings import OperatorConfig, OperatorIdentity
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+METRICS = observability.METRICS
 
 
 class Coordination:
@@ -64,11 +64,13 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
         started = time.monotonic()
         try:
             report: Report = await reconcile_and_report(snapshot, api, operator)
+        except KubeApiError as error:
+            METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
+                                     error=type(error).__name__)
+            raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
         except Exception as error:
             METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
                                      error=type(error).__name__)
-            if isinstance(error, KubeApiError):
-                raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
             raise
     if report.outcome is None:
         return
