@@ -77,6 +77,14 @@ def test_last_transition_time_moves_only_for_the_conditions_that_flip() -> None:
     }
 
 
+def test_stalled_is_true_only_where_the_operator_cannot_get_further_alone() -> None:
+    for phase in Phase:
+        verdict = Verdict.of(phase, "Why", "message")
+        stalled = verdict.condition(ConditionType.STALLED)
+        assert stalled is not None
+        assert stalled.status is (phase in {Phase.FAILED, Phase.ROLLED_BACK}), phase
+
+
 def test_conditions_owned_by_others_are_kept_in_place() -> None:
     foreign = {"type": "example.com/Audited", "status": "True", "reason": "Checked", "message": "",
                "lastTransitionTime": "2025-12-31T00:00:00Z"}
@@ -178,11 +186,3 @@ def test_a_new_revision_event_names_the_one_it_replaces() -> None:
 
     assert [(e.reason, e.message) for e in events] == [
         ("NewRevision", "Spec revision bbbbbbbbbb, replacing aaaaaaaaaa")]
-
-
-def test_stalled_is_true_only_where_the_operator_cannot_get_further_alone() -> None:
-    for phase in Phase:
-        verdict = Verdict.of(phase, "Why", "message")
-        stalled = verdict.condition(ConditionType.STALLED)
-        assert stalled is not None
-        assert stalled.status is (phase in {Phase.FAILED, Phase.ROLLED_BACK}), phase
