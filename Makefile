@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/hack/localcluster
+# The control-plane build links kubectl here; it serves the tests and the demo when the machine has none.
+LOCALCLUSTER_BIN := $(or $(LOCALCLUSTER_BIN_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modeldeploy/localcluster)
+export PATH := $(PATH):$(LOCALCLUSTER_BIN)
 
 .PHONY: setup tools system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e demo bench-archive clean
 
@@ -26,6 +29,8 @@ $(STAMP): pyproject.toml
 
 cluster-build:
 	@bash hack/localcluster/controlplane/build.sh >/dev/null
+	@bash hack/localcluster/coredns/build.sh >/dev/null
+	@bash hack/localcluster/prometheus/build.sh >/dev/null
 
 ## make cluster: the local cluster in the foreground; Ctrl-C removes it.
 cluster: setup

@@ -1,8 +1,9 @@
 """`make demo`: the product's main job on the local cluster, end to end.
 
 Starts the cluster, installs the CRD, puts the iris model's files on a claim, runs the operator,
-applies the iris sample and prints the ModelDeployment's status as it changes, then asks every
-serving pod for predictions. Everything is removed at the end (--keep waits for Ctrl-C first).
+applies the iris sample and prints the ModelDeployment's status as it changes, then asks the
+Service `iris` for predictions through its ClusterIP, as a client in the cluster would.
+Everything is removed at the end (--keep waits for Ctrl-C first).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -56,6 +58,8 @@ def main() -> int:
         cluster.kubectl("apply", "-f", str(REPO / "manifests/crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.dev")
         cluster.kubectl("create", "namespace", NAMESPACE)
+        say("== Prometheus in namespace monitoring (hack/localcluster/addons/prometheus.yaml)")
+        prometheus = cluster.install_prometheus()
         claims = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": n},
                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
                   for n in ("models", "model-store")]
@@ -103,17 +107,22 @@ def main() -> int:
                 return 1
             say(f"== Ready {elapsed:.1f}s after kubectl apply")
             say(cluster.kubectl("get", "mdep,deploy,pods,svc", "-n", NAMESPACE).stdout)
-            slices = json.loads(cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
-                                                "kubernetes.io/service-name=iris", "-o", "json").stdout)["items"]
-            addresses = [a for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]]
-            say("== predictions from every pod behind the Service 'iris'")
-            for address in addresses:
-                body = json.dumps({"data": list(FLOWERS.values())}).encode()
-                request = urllib.request.Request(f"http://{address}:8080/predictions/iris", data=body,
-                                                 headers={"Content-Type": "application/json"})
+            ip = cluster.kubectl("get", "svc", "iris", "-n", NAMESPACE, "-o", "jsonpath={.spec.clusterIP}").stdout
+            url = f"http://{ip}:8080/predictions/iris"
+            say(f"== predictions through the Service 'iris' (ClusterIP {ip}, routed by kube-proxy)")
+            body = json.dumps({"data": list(FLOWERS.values())}).encode()
+            for attempt in range(4):
+                request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(request, timeout=10) as response:
                     labels = json.loads(response.read())["labels"]
-                say(f"   {address}: " + ", ".join(f"{k} -> {v}" for k, v in zip(FLOWERS, labels, strict=True)))
+                answers = ", ".join(f"{k} -> {v}" for k, v in zip(FLOWERS, labels, strict=True))
+                say(f"   request {attempt + 1}: {answers}")
+            query = urllib.parse.urlencode({"query": "count(up == 1)"})
+            with urllib.request.urlopen(f"{prometheus}/api/v1/query?{query}", timeout=10) as response:
+                result = json.loads(response.read())["data"]["result"]
+            targets = result[0]["value"][1] if result else "0"
+            say(f"== Prometheus, prometheus.monitoring.svc:9090 ({prometheus} from here): "
+                f"{targets} annotated pods scraped")
             if args.keep:
                 say(f"== keeping the cluster: export KUBECONFIG={cluster.kubeconfig}; Ctrl-C ends it")
                 done = threading.Event()

@@ -1,7 +1,9 @@
 """Fixtures shared by every test tier.
 
 `cluster` starts the local cluster once per test session (see hack/localcluster); `namespace`
-gives each test a fresh namespace and removes it afterwards.
+gives each test a fresh namespace and removes it afterwards; `prometheus` is the address of a
+Prometheus that scrapes the cluster's annotated pods, started once per session for the tests that
+ask for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from localcluster import LocalCluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that stops the session's cluster runs last (a stable sort keeps the others' order).
+    items.sort(key=lambda item: item.get_closest_marker("stops_session_cluster") is not None)
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +37,10 @@ def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: LocalCluster) -> str:
+    """`http://CLUSTER-IP:9090` of the Prometheus in namespace monitoring (the Service
+    prometheus.monitoring.svc:9090, reached from the host through kube-proxy)."""
+    return cluster.install_prometheus()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from localcluster import LocalCluster, Settings
+from localcluster.hostrules import table_name, tables
 from localcluster.network import link_names, netns_names, netns_prefix, veth_prefix
 from support import REPO, kubectl_json, wait_for
 
@@ -300,6 +301,10 @@ def test_a_claim_written_by_one_pod_is_read_by_another(cluster: LocalCluster, na
 def our_leftovers(settings: Settings) -> list[str]:
     found = [n for n in netns_names() if n.startswith(netns_prefix(settings.bridge))]
     found += [n for n in link_names() if n.startswith(veth_prefix(settings.bridge)) or n == settings.bridge]
+    # kube-proxy's tables and ours; the route of the service range.
+    found += [f"nft table {f} {t}" for f, t in tables() if t in ("kube-proxy", table_name(settings.bridge))]
+    routes = subprocess.run(["ip", "route", "show", settings.service_cidr], capture_output=True, text=True).stdout
+    found += [f"route {line}" for line in routes.splitlines()]
     marker = str(settings.state_dir)
     found += [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if marker in line]
     for entry in Path("/proc").iterdir():
@@ -313,14 +318,28 @@ def our_leftovers(settings: Settings) -> list[str]:
     return found
 
 
+@pytest.mark.stops_session_cluster
 def test_start_and_stop_twice_leaks_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
-    # A second, independent cluster beside the session's one: its own bridge, ports and state.
-    settings = Settings(state_dir=tmp_path / "lc2", bridge="lcbr9", pod_cidr="10.245.0.0/16",
-                        service_cidr="10.97.0.0/16", api_port=6449, etcd_client_port=23799,
-                        etcd_peer_port=23809, controller_manager_port=10267, scheduler_port=10269)
+    # kube-proxy's rules are host-wide (one kube-proxy per machine): this test stops the session's
+    # cluster, then starts and stops another twice in a row, serving a ClusterIP each time.
+    cluster.stop()
+    assert our_leftovers(cluster.settings) == []
+    settings = Settings(state_dir=tmp_path / "lc2")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}}
     for _ in range(2):
         with LocalCluster(settings) as second:
-            assert apply(second, "default", http_server_deployment("web", 2)).returncode == 0
+            assert apply(second, "default", http_server_deployment("web", 2), service).returncode == 0
             second.kubectl("wait", "--for=condition=Available", "deploy/web", "--timeout=90s")
-            assert our_leftovers(settings)  # pods are running: namespaces, veths and processes exist
+            ip = second.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+
+            def answers(url: str = f"http://{ip}/") -> bool:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as response:
+                        return bool(response.status == 200)
+                except OSError:
+                    return False
+
+            wait_for(answers, timeout=30, message="the ClusterIP to answer")
+            assert our_leftovers(settings)  # pods are running: namespaces, veths, rules and processes exist
         assert our_leftovers(settings) == []

@@ -104,6 +104,8 @@ def test_local_cluster_passes_its_dns_settings_to_the_node_agent(tmp_path: Path)
         return {flag: argv[i + 1] for i, flag in enumerate(argv)
                 if flag in ("--cluster-dns", "--cluster-domain", "--resolv-conf")}
 
-    assert flags(Settings(state_dir=tmp_path)) == {"--cluster-domain": "cluster.local", "--resolv-conf": ""}
-    assert flags(Settings(state_dir=tmp_path, cluster_dns="10.96.0.10")) == {
+    assert flags(Settings(state_dir=tmp_path, cluster_dns=None)) == {"--cluster-domain": "cluster.local",
+                                                                     "--resolv-conf": ""}
+    # By default, the kube-dns Service LocalCluster installs at start.
+    assert flags(Settings(state_dir=tmp_path)) == {
         "--cluster-dns": "10.96.0.10", "--cluster-domain": "cluster.local", "--resolv-conf": ""}

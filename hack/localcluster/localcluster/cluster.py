@@ -1,5 +1,6 @@
 """Starts and stops the whole local cluster: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler (one upstream-built binary, a process each) and the node agent."""
+kube-scheduler, kube-proxy (one upstream-built binary, a process each), the node agent, and the
+cluster DNS (CoreDNS, a pod behind the Service kube-dns)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ from types import TracebackType
 
 import yaml
 
+from localcluster import addons
 from localcluster.certs import PKI
+from localcluster.hostrules import HostRules, kube_proxy_tables, nft
 from localcluster.network import Bridge, remove_leftovers
 
 HERE = Path(__file__).resolve().parent
 CONTROLPLANE_SRC = HERE.parent / "controlplane"
+COREDNS_SRC = HERE.parent / "coredns"
+PROMETHEUS_SRC = HERE.parent / "prometheus"
 REPO = HERE.parents[2]
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -42,9 +47,12 @@ class Settings:
     node_name: str = "localnode"
     controller_manager_port: int = 10257
     scheduler_port: int = 10259
-    # The kubelet's --cluster-dns: the kube-dns Service's ClusterIP pods resolve names with. None: no
-    # cluster DNS, and pods' resolv.conf points at nothing (the host's resolvers are never inherited).
-    cluster_dns: str | None = None
+    kube_proxy_healthz_port: int = 10256
+    kube_proxy_metrics_port: int = 10249
+    # The kubelet's --cluster-dns: the ClusterIP of the Service kube-dns, in front of the CoreDNS pod
+    # LocalCluster installs at start. None: no cluster DNS, and pods' resolv.conf points at nothing
+    # (the host's resolvers are never inherited).
+    cluster_dns: str | None = "10.96.0.10"
     cluster_domain: str = "cluster.local"
 
 
@@ -56,6 +64,8 @@ class LocalCluster:
         self.dir = s.state_dir
         self.pki = PKI(self.dir / "pki")
         self.bridge = Bridge(s.bridge, s.pod_cidr)
+        self.host_rules = HostRules(s.bridge, s.pod_cidr, s.service_cidr, self.dir)
+        self.binary = ""
         self.kubeconfig = str(self.dir / "kubeconfig")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.argv: dict[str, tuple[list[str], dict[str, str] | None]] = {}
@@ -77,7 +87,7 @@ class LocalCluster:
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args], capture_output=True,
+        return subprocess.run([kubectl_command(), "--kubeconfig", self.kubeconfig, *args], capture_output=True,
                               text=True, check=check, input=input, timeout=timeout)
 
     def claim_path(self, namespace: str, claim: str, timeout: float = 30) -> Path:
@@ -101,32 +111,59 @@ class LocalCluster:
     @staticmethod
     def build() -> str:
         """Builds the control-plane binary (cached) and returns its path."""
-        out = subprocess.run(["bash", str(CONTROLPLANE_SRC / "build.sh")], check=True, capture_output=True,
-                             text=True)
-        return out.stdout.strip().splitlines()[-1]
+        return _build(CONTROLPLANE_SRC)
+
+    @staticmethod
+    def build_dns() -> str:
+        """Builds the cluster DNS server (cached) and returns its path."""
+        return _build(COREDNS_SRC)
+
+    def install_prometheus(self, timeout: float = 120) -> str:
+        """Installs addons/prometheus.yaml (namespace monitoring) and returns its address from the
+        host, `http://CLUSTER-IP:9090`, once it answers there (prometheus.monitoring.svc:9090 in pods)."""
+        self.kubectl("apply", "-f", "-", input=addons.prometheus(_build(PROMETHEUS_SRC)))
+        self.kubectl("rollout", "status", "-n", "monitoring", "deploy/prometheus", f"--timeout={int(timeout)}s",
+                     timeout=timeout + 10)
+        ip = self.kubectl("get", "svc", "prometheus", "-n", "monitoring", "-o", "jsonpath={.spec.clusterIP}").stdout
+        url = f"http://{ip}:9090"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return url
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Prometheus not answering at {url} after {timeout}s")
+            time.sleep(0.2)
 
     def start(self) -> None:
         s = self.settings
         t0 = time.monotonic()
-        binary = self.build()
+        self.binary = binary = self.build()
+        dns_binary = self.build_dns()
         self.timings["build"] = time.monotonic() - t0
         self.clean_leftovers()
         t1 = time.monotonic()
         for d in ("logs", "etcd", "pods", "volumes", "kubeconfigs"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
         self.bridge.up()
+        self.host_rules.apply()
         self.pki.ensure(
             serving_ips=["127.0.0.1", self.bridge.gateway, str(self.service_ip())],
             serving_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                            "kubernetes.default.svc.cluster.local"],
         )
         self.pki.issue("node-agent", f"system:node:{s.node_name}", "system:masters")
+        self.pki.issue("kube-proxy", "system:kube-proxy", None)
         self.pki.issue("kubelet", f"system:node:{s.node_name}", "system:nodes", server=True,
                        ips=[self.bridge.gateway], names=[s.node_name])
         admin = self.write_kubeconfig("admin", self.kubeconfig)
         cm_kc = self.write_kubeconfig("controller-manager", str(self.dir / "kubeconfigs" / "controller-manager"))
         sched_kc = self.write_kubeconfig("scheduler", str(self.dir / "kubeconfigs" / "scheduler"))
         agent_kc = self.write_kubeconfig("node-agent", str(self.dir / "kubeconfigs" / "node-agent"))
+        proxy_kc = self.write_kubeconfig("kube-proxy", str(self.dir / "kubeconfigs" / "kube-proxy"))
         pki = self.pki.dir
 
         self.spawn("etcd", [binary, "etcd", f"--data-dir={self.dir / 'etcd'}",
@@ -172,11 +209,20 @@ class LocalCluster:
         ])
         self.spawn("node-agent", self.agent_argv(agent_kc), env={**os.environ, "PYTHONPATH": str(HERE.parent)})
         self.wait_node_ready()
+        self.timings["node_ready"] = time.monotonic() - t1
+        self.spawn("kube-proxy", [binary, "kube-proxy", f"--config={self.write_kube_proxy_config(proxy_kc)}"])
+        if s.cluster_dns:
+            self.kubectl("apply", "-f", "-", input=addons.cluster_dns(dns_binary, s.cluster_dns, s.cluster_domain))
+        self.wait_kube_proxy_synced()
+        self.timings["kube_proxy_ready"] = time.monotonic() - t1
+        if s.cluster_dns:
+            self.wait_dns_ready()
         self.timings["cluster_ready"] = time.monotonic() - t1
 
     def stop(self) -> None:
         # The agent first: it stops every pod and removes their namespaces.
-        for name in ("node-agent", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in ("node-agent", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kube-apiserver",
+                     "etcd"):
             process = self.processes.pop(name, None)
             if process is None:
                 continue
@@ -223,9 +269,73 @@ class LocalCluster:
                         os.killpg(pid, signal.SIGKILL)
             pidfile.unlink(missing_ok=True)
         kill_pod_processes(self.dir)
+        self.remove_service_rules()
         remove_leftovers(self.settings.bridge)
         for d in ("etcd", "pods", "volumes", *(() if keep_logs else ("logs",))):
             shutil.rmtree(self.dir / d, ignore_errors=True)
+
+    def remove_service_rules(self) -> None:
+        """kube-proxy's rules (removed by `kube-proxy --cleanup`, as upstream does) and ours."""
+        if kube_proxy_tables():
+            binary = self.binary or self.build()
+            out = subprocess.run([binary, "kube-proxy", "--cleanup", "--v=0"], capture_output=True, text=True)
+            for family, table in kube_proxy_tables():
+                # Only when the upstream cleanup could not (its output says why).
+                print(f"kube-proxy --cleanup left {family} {table}: {out.stderr[-500:]}", file=sys.stderr)
+                nft("delete", "table", family, table, check=False)
+        self.host_rules.remove()
+
+    def write_kube_proxy_config(self, kubeconfig: str) -> str:
+        s = self.settings
+        # nftables mode: kube-proxy keeps every rule in tables of its own (ip/ip6 kube-proxy).
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+            "mode": "nftables",
+            "clientConnection": {"kubeconfig": kubeconfig},
+            "hostnameOverride": s.node_name,
+            "clusterCIDR": s.pod_cidr,
+            "bindAddress": self.bridge.gateway,
+            "healthzBindAddress": f"127.0.0.1:{s.kube_proxy_healthz_port}",
+            "metricsBindAddress": f"127.0.0.1:{s.kube_proxy_metrics_port}",
+            # NodePorts only on the bridge's address, never on the machine's own interfaces.
+            "nodePortAddresses": [f"{self.bridge.gateway}/32"],
+            # Leave the host's conntrack settings as they are.
+            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+            "oomScoreAdj": 0,
+        }
+        path = self.dir / "kube-proxy.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+
+    def wait_kube_proxy_synced(self, timeout: float = 60) -> None:
+        """kube-proxy's healthz answers 200 once its rules are in place."""
+        url = f"http://127.0.0.1:{self.settings.kube_proxy_healthz_port}/healthz"
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kube-proxy not synced after {timeout}s; see {self.dir / 'logs'}")
+            time.sleep(0.2)
+
+    def wait_dns_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        jsonpath = "{.items[*].endpoints[*].conditions.ready}"
+        while True:
+            self.check_alive()
+            out = self.kubectl("get", "endpointslices", "-n", "kube-system", "-l",
+                               "kubernetes.io/service-name=kube-dns", "-o", f"jsonpath={jsonpath}", check=False)
+            if "true" in out.stdout.split():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cluster DNS not ready after {timeout}s: "
+                                   + self.kubectl("get", "pods", "-n", "kube-system", check=False).stdout)
+            time.sleep(0.2)
 
     def restart_apiserver(self) -> None:
         """Stops kube-apiserver and starts it again (clients must re-list and re-watch)."""
@@ -305,6 +415,23 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"node not ready after {timeout}s: {out.stdout} {out.stderr}")
             time.sleep(0.2)
+
+
+def _build(source: Path) -> str:
+    out = subprocess.run(["bash", str(source / "build.sh")], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def kubectl_command() -> str:
+    """The machine's kubectl, or else the one built into the control-plane binary."""
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    link = Path(os.environ.get("LOCALCLUSTER_BIN_DIR", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                               / "modeldeploy" / "localcluster")) / "kubectl"
+    if not link.exists():
+        LocalCluster.build()
+    return str(link)
 
 
 def kill_pod_processes(state_dir: Path) -> None:

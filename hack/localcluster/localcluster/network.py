@@ -71,6 +71,8 @@ class Bridge:
             ip("netns", "add", netns)
             ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
             ip("link", "set", veth, "master", self.name, "up")
+            # Hairpin: a pod that reaches its own Service is sent back out of the port it came in by.
+            ip("link", "set", veth, "type", "bridge_slave", "hairpin", "on")
             ip("-n", netns, "addr", "add", f"{address}/{self.network.prefixlen}", "dev", "eth0")
             ip("-n", netns, "link", "set", "eth0", "up")
             ip("-n", netns, "link", "set", "lo", "up")
