@@ -4,9 +4,11 @@ status, serves its metrics, answers `helm test`, and takes a new CRD version the
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from dashboard import alert_expression
 from localcluster import LocalCluster
 from support import REPO, kubectl_json, wait_for
 
@@ -166,6 +169,29 @@ def test_helm_install_runs_an_operator_that_posts_status_and_metrics(cluster: Lo
     assert status.stdout.startswith("iris: phase=Pending")
     assert "PersistentVolumeClaim" in status.stdout
     cluster.kubectl("delete", "mdep", "iris", "-n", namespace, "--timeout=60s")
+
+
+def test_the_clusters_prometheus_scrapes_the_installed_operator(cluster: LocalCluster, helm: str, prometheus: str,
+                                                              release: dict[str, str], namespace: str) -> None:
+    sample = yaml.safe_load((REPO / "manifests/samples/iris.yaml").read_text())
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sample))
+    pending = f'modeldeploy_phase{{namespace="{namespace}", modeldeployment="iris", phase="Pending"}} == 1'
+
+    def query(expr: str) -> list[dict]:  # type: ignore[type-arg]
+        url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            answer = json.loads(response.read())
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]  # type: ignore[no-any-return]
+
+    # Found by its pod's annotations, each series labelled with its ModelDeployment's namespace.
+    wait_for(lambda: query(pending), timeout=90, message="the operator's phase series in Prometheus")
+    # Reconciling, scraped: neither operator alert holds.
+    for alert in ("ModelDeployOperatorNotReconciling", "ModelDeployOperatorDown"):
+        assert query(alert_expression(helm, alert)) == [], alert
+    cluster.kubectl("delete", "mdep", "iris", "-n", namespace, "--timeout=60s")
+    # A deleted object's series go stale: Prometheus stops returning them.
+    wait_for(lambda: not query(pending), timeout=90, message="the deleted object's series to end")
 
 
 def test_users_take_a_new_crd_version_with_server_side_apply(cluster: LocalCluster, helm: str,
