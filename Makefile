@@ -16,6 +16,7 @@ setup: system-packages $(STAMP) cluster-build tools
 
 tools:
 	@bash hack/install-helm.sh >/dev/null
+	@bash hack/install-healthcheck.sh >/dev/null
 
 system-packages:
 	@bash hack/install-system-packages.sh

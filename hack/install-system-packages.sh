@@ -12,6 +12,8 @@ command -v tmux >/dev/null || need+=(tmux)  # drives `modeldeploy status -w` in 
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need+=(golang-go)
 command -v git >/dev/null || need+=(git)
+# promtool and prometheus: the chart's alerts and dashboard are checked by Prometheus itself.
+command -v promtool >/dev/null || need+=(prometheus)
 # kube-proxy (nftables mode) drives nft; its cleanup also looks at iptables; conntrack to inspect.
 command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)

@@ -1,9 +1,11 @@
 """The `modeldeploy` command: `operator` runs the operator, `archive` builds and verifies archives,
-`promote`, `abort`, `retry`, `pause`, `resume` steer a rollout and `status` shows it."""
+`promote`, `abort`, `retry`, `pause`, `resume` steer a rollout and `status` shows it. Installed as
+`kubectl-modeldeploy` too, it is a kubectl plugin."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,7 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     from modeldeploy.archives import cli as archive_cli
     from modeldeploy.steering import commands as steering
 
-    parser = argparse.ArgumentParser(prog="modeldeploy", description=__doc__)
+    # As a kubectl plugin, help speaks of the command the user typed.
+    prog = "kubectl modeldeploy" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "modeldeploy"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     runner.register(commands)
     archive_cli.register(commands)

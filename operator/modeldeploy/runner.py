@@ -12,6 +12,7 @@ from typing import Any, cast
 import kopf
 
 from modeldeploy import handlers
+from modeldeploy.observability import serve_metrics
 from modeldeploy.settings import RESYNC_ENV, OperatorConfig
 
 
@@ -29,6 +30,8 @@ def register(subparsers: Any) -> None:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     parser.add_argument("--liveness", metavar="URL", default=None,
                         help="serve a liveness endpoint, for example http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics", metavar="ADDRESS:PORT", default=None,
+                        help="serve Prometheus metrics on /metrics, for example 0.0.0.0:8081")
     parser.add_argument("--resync-seconds", type=float, default=None,
                         help=f"reconcile every object this often (default: ${RESYNC_ENV} or 60)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
@@ -46,6 +49,12 @@ def run_operator(args: argparse.Namespace) -> int:
     kopf.configure(debug=args.debug, verbose=args.debug)
     if args.verbose:
         logging.getLogger("modeldeploy").setLevel(logging.DEBUG)
+
+    if args.metrics:
+        address, _, port = args.metrics.rpartition(":")
+        if not port.isdigit():
+            raise SystemExit(f"--metrics must be ADDRESS:PORT, not {args.metrics!r}")
+        serve_metrics(address or "0.0.0.0", int(port))
 
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config)

@@ -524,6 +524,13 @@ def test_pod_template_records_revision_and_archive_digest() -> None:
     assert annotations["modeldeploy.dev/archive-sha256"] == SHA
 
 
+def test_serving_pods_invite_prometheus_to_scrape_torchserve_metrics() -> None:
+    annotations = build_deployment(make_plan())["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8082"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
 @pytest.mark.parametrize(
     ("archive", "command", "store_volume", "verify_mount_read_only"),
     [

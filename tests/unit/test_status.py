@@ -37,14 +37,14 @@ def with_revision(revision: str) -> Status:
     return Status(revision=revision)
 
 
-def test_a_first_status_carries_all_four_conditions_with_generation_and_time() -> None:
+def test_a_first_status_carries_every_condition_with_generation_and_time() -> None:
     status = desired_status(with_revision("abc1234567"), BUILDING, generation=3, now=T0).render()
 
     assert status["observedGeneration"] == 3
     assert status["phase"] == "Pending"
     assert status["revision"] == "abc1234567"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Ready": "False", "Progressing": "True", "Degraded": "False", "ArchiveReady": "False"}
+        "Ready": "False", "Progressing": "True", "Degraded": "False", "ArchiveReady": "False", "Stalled": "False"}
     for condition in status["conditions"]:
         assert condition["reason"] == "ArchiveBuilding"
         assert condition["lastTransitionTime"] == "2026-01-02T03:04:05Z"
@@ -73,7 +73,16 @@ def test_last_transition_time_moves_only_for_the_conditions_that_flip() -> None:
         "Progressing": format_time(T1),   # True -> False
         "Degraded": format_time(T1),      # False -> True
         "ArchiveReady": format_time(T0),  # False -> False
+        "Stalled": format_time(T0),       # False -> False
     }
+
+
+def test_stalled_is_true_only_where_the_operator_cannot_get_further_alone() -> None:
+    for phase in Phase:
+        verdict = Verdict.of(phase, "Why", "message")
+        stalled = verdict.condition(ConditionType.STALLED)
+        assert stalled is not None
+        assert stalled.status is (phase in {Phase.FAILED, Phase.ROLLED_BACK}), phase
 
 
 def test_conditions_owned_by_others_are_kept_in_place() -> None:
@@ -85,7 +94,7 @@ def test_conditions_owned_by_others_are_kept_in_place() -> None:
 
     assert merged[0] == foreign
     assert [c["type"] for c in merged] == ["example.com/Audited", "Ready", "Progressing", "Degraded",
-                                           "ArchiveReady"]
+                                           "ArchiveReady", "Stalled"]
 
 
 def test_a_settled_status_needs_no_patch() -> None:

@@ -8,3 +8,16 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- define "modeldeploy.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
+
+{{- define "modeldeploy.metricsService" -}}
+{{ .Release.Name }}-modeldeploy-metrics
+{{- end }}
+
+{{- /* A Prometheus duration such as 15m, 1h or 90s, in seconds. */ -}}
+{{- define "modeldeploy.seconds" -}}
+{{- $d := toString . -}}
+{{- if hasSuffix "h" $d -}}{{ mul (trimSuffix "h" $d | atoi) 3600 }}
+{{- else if hasSuffix "m" $d -}}{{ mul (trimSuffix "m" $d | atoi) 60 }}
+{{- else -}}{{ trimSuffix "s" $d | atoi }}
+{{- end -}}
+{{- end }}

@@ -31,13 +31,20 @@ class Phase(enum.StrEnum):
     FAILED = "Failed"
 
 
+STALLED_PHASES = frozenset({Phase.FAILED, Phase.ROLLED_BACK})
+"""Phases the operator cannot leave without a change to the spec (or a user's retry)."""
+
+
 class ConditionType(enum.StrEnum):
-    """The standard conditions the operator owns (kstatus: Ready, plus the abnormal-true Degraded)."""
+    """The standard conditions the operator owns (kstatus: Ready, plus the abnormal-true Degraded and Stalled)."""
 
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     ARCHIVE_READY = "ArchiveReady"
+    STALLED = "Stalled"
+    """kstatus's abnormal-true condition: True when the operator will not get further without a change
+    (phases Failed and RolledBack), so Flux and kpt report Failed instead of waiting for a timeout."""
 
 
 class Reason(enum.StrEnum):
@@ -94,12 +101,14 @@ class Verdict:
         requeue_after: float | None = None,
         overrides: Sequence[ConditionState] = (),
     ) -> Verdict:
-        """A verdict whose four conditions share one reason and message, except the `overrides`."""
+        """A verdict whose conditions share one reason and message, except the `overrides`; Stalled follows
+        the phase."""
         states = {
             ConditionType.READY: ready,
             ConditionType.PROGRESSING: progressing,
             ConditionType.DEGRADED: degraded,
             ConditionType.ARCHIVE_READY: archive_ready,
+            ConditionType.STALLED: phase in STALLED_PHASES,
         }
         by_type = {state.type: state for state in overrides}
         conditions = tuple(

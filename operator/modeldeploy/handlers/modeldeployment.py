@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from modeldeploy import GROUP, PLURAL, VERSION
+from modeldeploy import GROUP, PLURAL, VERSION, observability
 from modeldeploy.api.labels import MANAGED, owner_name
 from modeldeploy.k8s import KubeApi
 from modeldeploy.reconcile import KubeApiError, Report, reconcile_and_report
@@ -25,6 +26,7 @@ from modeldeploy.settings import OperatorConfig, OperatorIdentity
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+METRICS = observability.METRICS
 
 
 class Coordination:
@@ -59,13 +61,26 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
     async with coordination.lock(key):
         # A snapshot: kopf updates the live body of daemons while the reconcile awaits.
         snapshot = copy.deepcopy(dict(body))
+        started = time.monotonic()
         try:
             report: Report = await reconcile_and_report(snapshot, api, operator)
         except KubeApiError as error:
+            METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
+                                     error=type(error).__name__)
             raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
+        except Exception as error:
+            METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
+                                     error=type(error).__name__)
+            raise
     if report.outcome is None:
         return
     verdict = report.outcome.verdict
+    METRICS.record_reconcile(*key, seconds=time.monotonic() - started,
+                             result="written" if report.written else "settled",
+                             status={**report.outcome.status.render(), "phase": verdict.phase.value},
+                             # The steps' own Events (a rollback, a promotion, an archive), not the
+                             # transition Events that repeat a rollback's reason on each phase change.
+                             events=report.outcome.notes if report.written else ())
     coordination.requeue[key] = verdict.requeue_after
     if verdict.requeue_after is not None:
         coordination.wakeup(key).set()
@@ -119,6 +134,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         finally:
             if body.get("metadata", {}).get("deletionTimestamp"):
                 coordination.forget(key)
+                METRICS.forget(*key)
 
     @kopf.on.event("batch", "v1", "jobs", labels=dict(MANAGED), registry=registry)
     @kopf.on.event("apps", "v1", "deployments", labels=dict(MANAGED), registry=registry)

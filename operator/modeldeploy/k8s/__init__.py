@@ -4,7 +4,7 @@
 errors are raised as the reconcile's own (modeldeploy.reconcile.errors).
 """
 
-from modeldeploy.k8s.api import KubeApi, load_configuration
+from modeldeploy.k8s.api import KubeApi, context_namespace, load_configuration
 from modeldeploy.k8s.children import Children
 
-__all__ = ["Children", "KubeApi", "load_configuration"]
+__all__ = ["Children", "KubeApi", "context_namespace", "load_configuration"]

@@ -34,6 +34,15 @@ def load_configuration() -> Any:
     return configuration
 
 
+def context_namespace() -> str:
+    """The namespace of the current kubeconfig context, as kubectl would use it ("default" when unset)."""
+    try:
+        _, current = kubernetes.config.list_kube_config_contexts()
+    except (kubernetes.config.ConfigException, FileNotFoundError):
+        return "default"
+    return str((current or {}).get("context", {}).get("namespace") or "default")
+
+
 def _translate(error: ApiException) -> KubeApiError:
     message = ""
     try:

@@ -223,6 +223,11 @@ def build_deployment(plan: ServingPlan) -> dict[str, Any]:
                         ANNOTATION_REVISION: plan.revision,
                         ANNOTATION_ARCHIVE_SHA256: plan.archive.sha256,
                         ANNOTATION_CONFIG_HASH: config_hash,
+                        # Prometheus set up to scrape annotated pods finds TorchServe's metrics (the
+                        # dashboard's stable vs canary error rate and latency).
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(plan.ports.metrics),
+                        "prometheus.io/path": "/metrics",
                     },
                 },
                 "spec": pod_spec,

@@ -1,0 +1,233 @@
+"""The operator's own Prometheus metrics (`modeldeploy_*`), fed from values a reconcile already has.
+
+Conventions: base units (seconds, ratios 0..1), `_total` counters, and bounded labels only: per
+ModelDeployment `namespace` and `modeldeployment` (series are removed when the object goes), `phase` and
+`verdict` from closed enums, `reason` from the closed set of rollback reasons, `metric` from the
+object's own analysis list.
+
+One call per reconcile: `OperatorMetrics.record_reconcile(namespace, name, seconds=…, result=…,
+status=…, events=…)`, with the status as rendered (`phase`, `rollout`, `archive`) and the Events
+the reconcile's steps posted (a rollback's or promotion's Event comes once, from the canary's
+decision; the transition Events that repeat its reason on each phase change must not be passed).
+Counters move on those Events, gauges follow the status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from modeldeploy.api.conditions import Phase
+
+ROLLBACK_REASONS = frozenset({
+    "AnalysisFailed", "MetricsUnavailable", "InsufficientData", "ProgressDeadlineExceeded", "Aborted"})
+"""Event reasons of a rollback (the canary's abort reasons); any other Event reason is not one."""
+
+PROMOTED_REASON = "Promoted"
+PROMOTION_REASONS = ("Analysis", "UserRequest")
+"""What promoted a canary: its analysis passed every step, or a user asked for it."""
+ARCHIVE_READY_REASON = "ArchiveReady"
+VERDICTS = ("Successful", "Failed", "Inconclusive", "Error")
+
+
+class ReconcileResult(enum.StrEnum):
+    """How a reconcile ended (the `result` label)."""
+
+    SETTLED = "settled"
+    """Nothing to write: the status already says it."""
+    WRITTEN = "written"
+    """The status changed and was written."""
+    ERROR = "error"
+    """The reconcile raised (an API error, a conflict it gave up on, a bug)."""
+
+
+class EventLike(Protocol):
+    """An Event as the reconcile posts it (api.conditions.EventNote, canary.decide.Event)."""
+
+    @property
+    def reason(self) -> str: ...
+
+
+class OperatorMetrics:
+    """Every metric of the operator, in one registry (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.reconcile_duration = Histogram(
+            "modeldeploy_reconcile_duration_seconds", "Time one reconcile of a ModelDeployment took, by result.",
+            ["result"], registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.reconcile_errors = Counter(
+            "modeldeploy_reconcile_errors_total", "Reconciles that raised, by the kind of error.", ["error"],
+            registry=r)
+        self.last_reconcile = Gauge(
+            "modeldeploy_last_reconcile_timestamp_seconds", "When the operator last finished a reconcile (Unix time).",
+            registry=r)
+        self.phase = Gauge(
+            "modeldeploy_phase", "The phase of each ModelDeployment (1 for its phase, 0 for the others).",
+            ["namespace", "modeldeployment", "phase"], registry=r)
+        self.weight = Gauge(
+            "modeldeploy_canary_weight_ratio",
+            "Share of traffic for the canary: `desired` is what the step asks, `effective` what ready pods give.",
+            ["namespace", "modeldeployment", "kind"], registry=r)
+        self.step = Gauge(
+            "modeldeploy_canary_step", "Index of the current canary step (0 when no canary runs).",
+            ["namespace", "modeldeployment"], registry=r)
+        self.canary_active = Gauge(
+            "modeldeploy_canary_active", "1 while a canary revision is on trial or being promoted.",
+            ["namespace", "modeldeployment"], registry=r)
+        self.analysis_value = Gauge(
+            "modeldeploy_analysis_value", "The last measured value of each analysis metric of the canary.",
+            ["namespace", "modeldeployment", "metric"], registry=r)
+        self.analysis_verdict = Gauge(
+            "modeldeploy_analysis_verdict", "The last verdict of each analysis metric (1 for it, 0 for the others).",
+            ["namespace", "modeldeployment", "metric", "verdict"], registry=r)
+        self.rollbacks = Counter(
+            "modeldeploy_rollbacks_total", "Canary revisions rolled back, by reason.",
+            ["namespace", "modeldeployment", "reason"], registry=r)
+        self.promotions = Counter(
+            "modeldeploy_promotions_total", "Canary revisions promoted to stable, by what promoted them.",
+            ["namespace", "modeldeployment", "reason"], registry=r)
+        self.archive_build_duration = Histogram(
+            "modeldeploy_archive_build_duration_seconds", "Time an archive build took (the build's own measure).",
+            registry=r, buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600))
+        self.archive_builds = Counter(
+            "modeldeploy_archive_builds_total",
+            "Archives a revision needed: `built` by a Job, or `reused` from the store.", ["result"], registry=r)
+        self._analysis_metrics: dict[tuple[str, str], set[str]] = {}
+        self._lock = threading.Lock()
+
+    # -- one call per reconcile -------------------------------------------------------------------------
+
+    def record_reconcile(self, namespace: str, name: str, *, seconds: float, result: ReconcileResult | str,
+                         status: Mapping[str, Any] | None = None, events: Iterable[EventLike] = (),
+                         error: str | None = None) -> None:
+        """Record one reconcile: its duration and result, and (when given) the object's status and Events."""
+        result = ReconcileResult(result)
+        self.reconcile_duration.labels(result=result.value).observe(max(seconds, 0.0))
+        self.last_reconcile.set(time.time())
+        if result is ReconcileResult.ERROR:
+            self.reconcile_errors.labels(error=error or "Unknown").inc()
+        if status is not None:
+            self.record_status(namespace, name, status)
+        self.record_events(namespace, name, events, status)
+
+    def record_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Set the per-object gauges from a rendered status (`phase`, `rollout`, `archive`)."""
+        phase = status.get("phase")
+        if phase in {p.value for p in Phase}:
+            self._start_counters(namespace, name)
+            for candidate in Phase:
+                self.phase.labels(namespace, name, candidate.value).set(1.0 if candidate.value == phase else 0.0)
+        rollout = status.get("rollout")
+        if isinstance(rollout, Mapping):
+            self._record_rollout(namespace, name, rollout)
+
+    def record_events(self, namespace: str, name: str, events: Iterable[EventLike],
+                      status: Mapping[str, Any] | None = None) -> None:
+        """Count the rollbacks, promotions and archives among the Events the reconcile's steps posted."""
+        for event in events:
+            if event.reason in ROLLBACK_REASONS:
+                self.rollbacks.labels(namespace, name, event.reason).inc()
+            elif event.reason == PROMOTED_REASON:
+                self.promotions.labels(namespace, name, _promotion_reason(status)).inc()
+            elif event.reason == ARCHIVE_READY_REASON:
+                archive = status.get("archive") if status else None
+                reused = isinstance(archive, Mapping) and bool(archive.get("reused"))
+                self.archive_builds.labels(result="reused" if reused else "built").inc()
+
+    def record_archive_build_duration(self, seconds: float) -> None:
+        """How long an archive build took: the `seconds` of the build's result, when it was not reused."""
+        if math.isfinite(seconds) and seconds >= 0:
+            self.archive_build_duration.observe(seconds)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop every series of a deleted ModelDeployment (labels stay bounded by the objects that exist)."""
+        with self._lock:
+            metrics = self._analysis_metrics.pop((namespace, name), set())
+        for phase in Phase:
+            _remove(self.phase, namespace, name, phase.value)
+        for kind in ("desired", "effective"):
+            _remove(self.weight, namespace, name, kind)
+        _remove(self.step, namespace, name)
+        _remove(self.canary_active, namespace, name)
+        for metric in metrics:
+            _remove(self.analysis_value, namespace, name, metric)
+            for verdict in VERDICTS:
+                _remove(self.analysis_verdict, namespace, name, metric, verdict)
+        for reason in ROLLBACK_REASONS:
+            _remove(self.rollbacks, namespace, name, reason)
+        for reason in PROMOTION_REASONS:
+            _remove(self.promotions, namespace, name, reason)
+
+    # -- details ------------------------------------------------------------------------------------------
+
+    def _start_counters(self, namespace: str, name: str) -> None:
+        # Series at 0 from the first reconcile on: `increase()` then sees the first rollback too.
+        for reason in ROLLBACK_REASONS:
+            self.rollbacks.labels(namespace, name, reason)
+        for reason in PROMOTION_REASONS:
+            self.promotions.labels(namespace, name, reason)
+
+    def _record_rollout(self, namespace: str, name: str, rollout: Mapping[str, Any]) -> None:
+        active = rollout.get("canaryRevision") is not None
+        self.canary_active.labels(namespace, name).set(1.0 if active else 0.0)
+        self.weight.labels(namespace, name, "desired").set(_percent(rollout.get("weight")) if active else 0.0)
+        self.weight.labels(namespace, name, "effective").set(
+            _percent(rollout.get("effectiveWeight")) if active else 0.0)
+        self.step.labels(namespace, name).set(_number(rollout.get("stepIndex")) if active else 0.0)
+        metrics = rollout.get("metrics")
+        if not isinstance(metrics, Mapping):
+            return
+        for metric, state in metrics.items():
+            measurements = state.get("measurements") if isinstance(state, Mapping) else None
+            if not measurements or not isinstance(measurements[-1], Mapping):
+                continue
+            last = measurements[-1]
+            with self._lock:
+                self._analysis_metrics.setdefault((namespace, name), set()).add(str(metric))
+            value = last.get("value")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.analysis_value.labels(namespace, name, str(metric)).set(float(value))
+            for verdict in VERDICTS:
+                self.analysis_verdict.labels(namespace, name, str(metric), verdict).set(
+                    1.0 if last.get("verdict") == verdict else 0.0)
+
+
+def _promotion_reason(status: Mapping[str, Any] | None) -> str:
+    rollout = status.get("rollout") if status else None
+    request = rollout.get("lastRequest") if isinstance(rollout, Mapping) else None
+    if isinstance(request, Mapping) and request.get("action") == "promote":
+        return "UserRequest"
+    return "Analysis"
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _percent(value: object) -> float:
+    return _number(value) / 100.0
+
+
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+METRICS = OperatorMetrics()
+"""The operator's metrics, served by `serve_metrics`."""
+
+
+def serve_metrics(address: str, port: int, metrics: OperatorMetrics = METRICS) -> int:
+    """Serve `/metrics` (the Prometheus text format) from a background thread; return the port bound
+    (`port` 0 picks a free one)."""
+    server, _thread = start_http_server(port, addr=address, registry=metrics.registry)
+    return int(server.server_port)
