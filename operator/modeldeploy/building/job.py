@@ -61,6 +61,7 @@ def build_args(md: ModelDeployment) -> list[str]:
     else:
         add("handler", model.handler.source)
     add("requirements-file", model.requirements_file)
+    add("config-file", model.config_file)
     if model.extra_files:
         args.extend(["--extra-files", ",".join(_source_arg(f.source) for f in model.extra_files)])
         pins = [f.source.sha256 or "" for f in model.extra_files]
