@@ -20,6 +20,7 @@ import kopf
 from modeldeploy import GROUP, PLURAL, VERSION
 from modeldeploy.api.labels import MANAGED, owner_name
 from modeldeploy.k8s import KubeApi
+from modeldeploy.metrics.torchserve import TorchServeMetrics
 from modeldeploy.reconcile import KubeApiError, Report, reconcile_and_report
 from modeldeploy.settings import OperatorConfig, OperatorIdentity
 
@@ -60,7 +61,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
         # A snapshot: kopf updates the live body of daemons while the reconcile awaits.
         snapshot = copy.deepcopy(dict(body))
         try:
-            report: Report = await reconcile_and_report(snapshot, api, operator)
+            report: Report = await reconcile_and_report(snapshot, api, operator, torchserve=memo.get("torchserve"))
         except KubeApiError as error:
             raise kopf.TemporaryError(f"Kubernetes API: {error}", delay=retry_delay) from error
     if report.outcome is None:
@@ -85,6 +86,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(registry=registry)
     async def coordination(memo: kopf.Memo, **_: Any) -> None:
         memo["coordination"] = Coordination()
+        # One scraper for the operator: it keeps the per-pod baselines the canary's windows start from.
+        memo["torchserve"] = TorchServeMetrics()
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_scraper(memo: kopf.Memo, **_: Any) -> None:
+        scraper = memo.get("torchserve")
+        if isinstance(scraper, TorchServeMetrics):
+            await scraper.close()
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
