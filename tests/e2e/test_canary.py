@@ -1,0 +1,180 @@
+"""A new revision rolls out as a canary on real TorchServe pods: promoted on evidence, rolled back on its own.
+
+Each scenario runs in its own namespace with 2 replicas, short analysis intervals and a bounded load
+(count and time limited) spread over the ready endpoints of the Service `iris`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.canary_support import Load, StatusLine
+from e2e.helpers import OperatorProcess, apply, condition, iris, mdep, wait_phase
+from localcluster import LocalCluster
+from support import REPO, kubectl_json, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
+
+INTERVAL = 5
+FAILURE_LIMIT = 1
+DEADLINE = 60
+BOUND = 0.1
+
+
+def rollout(steps: list[dict[str, Any]] | None = None, **analysis: Any) -> dict[str, Any]:
+    return {
+        "steps": steps or [{"weight": 50, "pause": "5s"}, {"weight": 100}],
+        "analysis": {"interval": f"{INTERVAL}s", "failureLimit": FAILURE_LIMIT, "consecutiveErrorLimit": 2,
+                     "minRequests": 10,
+                     "metrics": [{"name": "error-rate", "provider": {"torchserve": {"metric": "error-rate"}},
+                                  "max": BOUND}],
+                     **analysis},
+        "progressDeadlineSeconds": DEADLINE,
+    }
+
+
+def version(name: str, **rollout_spec: Any) -> dict[str, Any]:
+    """The iris spec serving version `name` (a folder of the claim `models`) with the test rollout."""
+    model = {"version": {"1": "1", "2": "2", "faulty": "2-faulty", "broken": "2-broken"}[name],
+             "serializedFile": {"uri": f"pvc://models/iris/{name}/model.pt"},
+             "configFile": {"uri": f"pvc://models/iris/{name}/model-config.yaml"}}
+    document = iris(replicas=2, rollout=rollout(**rollout_spec))
+    document["spec"]["model"].update(model)
+    return document
+
+
+@pytest.fixture(scope="session")
+def iris_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """v1, v2 and faulty (30 % of requests answered 503), trained here once per session."""
+    root = tmp_path_factory.mktemp("iris-versions")
+    for name, extra in (("1", ["--version", "v1"]), ("2", ["--version", "v2"]),
+                        ("faulty", ["--version", "faulty", "--failure-fraction", "0.3"])):
+        subprocess.run([sys.executable, str(REPO / "model_archives/iris/train.py"), "--out", str(root / name),
+                        *extra], check=True, capture_output=True)
+    return root
+
+
+@pytest.fixture
+def versions(models: Path, iris_builds: Path) -> Path:
+    """The claim `models` with iris/{1,2,faulty,broken}/{model.pt,model-config.yaml}."""
+    for name in ("1", "2", "faulty"):
+        folder = models / "iris" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in ("model.pt", "model-config.yaml"):
+            shutil.copy(iris_builds / name / file, folder / file)
+    broken = models / "iris" / "broken"
+    broken.mkdir()
+    (broken / "model.pt").write_bytes(b"these bytes are not a TorchScript model\n")
+    shutil.copy(iris_builds / "2" / "model-config.yaml", broken / "model-config.yaml")
+    for path in models.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return models
+
+
+def healthy_v1(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
+    apply(cluster, namespace, version("1"))
+    return wait_phase(cluster, namespace, "Healthy", timeout=240)
+
+
+def events(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json(cluster, "get", "events", "-n", namespace,
+                                               "--field-selector", "involvedObject.kind=ModelDeployment")["items"]
+    return items
+
+
+def pod_ips(cluster: LocalCluster, namespace: str, role: str) -> set[str]:
+    pods = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", f"modeldeploy.dev/role={role}")["items"]
+    return {p["status"]["podIP"] for p in pods if p.get("status", {}).get("podIP")}
+
+
+def deployments(cluster: LocalCluster, namespace: str) -> list[str]:
+    items = kubectl_json(cluster, "get", "deployments", "-n", namespace)["items"]
+    return sorted(d["metadata"]["name"] for d in items)
+
+
+def test_a_good_version_under_load_is_promoted_step_by_step_without_a_failed_request(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
+        applied = time.monotonic()
+        apply(cluster, namespace, version("2"))
+        body = wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") == "Healthy"
+                                 and b["status"].get("stableRevision") != first["status"]["revision"] else None)(
+            mdep(cluster, namespace)), timeout=300, interval=0.5, message="v2 promoted")
+        promoted = time.monotonic()
+        time.sleep(3)  # requests keep flowing while the canary pods end
+    assert isinstance(body, dict)
+    status = body["status"]
+    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}")
+    for at, entry in line.lines:
+        print(f"{at - applied:7.1f} s  {entry.get('phase'):12} step={entry.get('currentStep')} "
+              f"weight={(entry.get('rollout') or {}).get('weight')} effective={entry.get('canaryWeight')}")
+
+    assert status["stableRevision"] == status["revision"] and "canaryRevision" not in status
+    assert line.weights() == [50, 100]
+    # each step before the last had a Successful measurement at its weight before it advanced
+    step_events = [e for e in events(cluster, namespace) if e["reason"] in ("CanaryStep", "Promoting", "Promoted")]
+    assert {e["reason"] for e in step_events} >= {"Promoting", "Promoted"}
+    assert any(entry.get("analysis", {}).get("measurements") and any(
+        m["phase"] == "Successful" for m in entry["analysis"]["measurements"]) for _, entry in line.lines)
+    codes = load.codes()
+    assert sum(codes.values()) > 100
+    assert set(codes) == {200}, codes
+    assert min(count for at, count in load.capacity if at >= applied) >= 2
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+    configmaps = kubectl_json(cluster, "get", "configmaps", "-n", namespace, "-l",
+                              "modeldeploy.dev/deployment=iris")["items"]
+    assert [c["metadata"]["name"] for c in configmaps] == [f"iris-{status['revision']}"]
+
+
+def test_a_faulty_version_is_rolled_back_on_its_own_with_stable_at_full_capacity(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    stable_revision = first["status"]["revision"]
+    with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
+        applied = time.monotonic()
+        apply(cluster, namespace, version("faulty"))
+        canary_ips: set[str] = set()
+
+        def rolled_back() -> dict[str, Any] | None:
+            canary_ips.update(pod_ips(cluster, namespace, "canary"))
+            body = mdep(cluster, namespace)
+            return body if (body.get("status") or {}).get("phase") == "RolledBack" else None
+
+        body = wait_for(rolled_back, timeout=300, interval=0.5, message="the faulty version rolled back")
+    assert isinstance(body, dict)
+    status = body["status"]
+    first_canary_answer = load.first_answer_from(canary_ips)
+    aborted_at = line.first(lambda s: bool((s.get("rollout") or {}).get("aborted")))
+    assert first_canary_answer is not None and aborted_at is not None
+    onset_to_rollback = aborted_at - first_canary_answer
+    print(f"apply -> rolled back: {aborted_at - applied:.1f} s; first canary answer -> rollback: "
+          f"{onset_to_rollback:.1f} s; requests {load.codes()}")
+    assert onset_to_rollback <= INTERVAL * (FAILURE_LIMIT + 1) + 30
+
+    assert status["stableRevision"] == stable_revision and "canaryRevision" not in status
+    aborted = status["rollout"]["aborted"]
+    assert aborted["reason"] == "AnalysisFailed" and aborted["revision"] == status["revision"]
+    assert "error-rate" in aborted["message"] and f"max {BOUND:g}" in aborted["message"]
+    ready = condition(body, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AnalysisFailed")
+    assert condition(body, "Degraded")["status"] == "True"
+    warning = [e for e in events(cluster, namespace) if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
+    assert warning and "error-rate = 0." in warning[0]["message"] and f"max {BOUND:g}" in warning[0]["message"]
+    # stable kept serving at full size: never fewer than 2 ready endpoints, and stable's answers all 200
+    assert min(count for at, count in load.capacity if at >= applied) >= 2
+    stable_ips = pod_ips(cluster, namespace, "stable")
+    assert {a.code for a in load.answers if a.address in stable_ips} == {200}
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+    # rolled back stays rolled back: the spec still names the faulty revision, nothing is retried
+    time.sleep(INTERVAL)
+    assert mdep(cluster, namespace)["status"]["phase"] == "RolledBack"
