@@ -19,6 +19,7 @@ class Answer:
     at: float
     address: str
     code: int
+    error: str = ""
 
 
 @dataclass
@@ -76,17 +77,29 @@ class Load:
             addresses = list(self._addresses)
             if addresses:
                 address = addresses[sent % len(addresses)]
+                error = ""
                 try:
-                    code, _ = predict(address, ROWS, timeout=10)
-                except OSError:
-                    code = 0
-                self.answers.append(Answer(time.monotonic(), address, code))
+                    code, body = predict(address, ROWS, timeout=10)
+                    if code != 200:
+                        error = str(body)[:200]
+                except OSError as failure:
+                    code, error = 0, str(failure)
+                self.answers.append(Answer(time.monotonic(), address, code, error))
                 sent += 1
             next_at = start + sent / self.rate
             self._stop.wait(max(0.0, next_at - time.monotonic()) if addresses else 0.2)
 
     def codes(self, since: float = 0.0) -> Counter[int]:
         return Counter(a.code for a in self.answers if a.at >= since)
+
+    def failures(self, since: float = 0.0) -> list[str]:
+        """Each failed request: when (seconds after `since`), where, what, and the ready endpoints then."""
+        out = []
+        for answer in self.answers:
+            if answer.code != 200 and answer.at >= since:
+                ready = [count for at, count in self.capacity if at <= answer.at][-1:]
+                out.append(f"{answer.at - since:.1f} s {answer.address} {answer.code} {answer.error} ready={ready}")
+        return out
 
     def first_answer_from(self, addresses: set[str]) -> float | None:
         return next((a.at for a in self.answers if a.address in addresses), None)

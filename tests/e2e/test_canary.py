@@ -6,10 +6,15 @@ Each scenario runs in its own namespace with 2 replicas, short analysis interval
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +132,7 @@ def test_a_good_version_under_load_is_promoted_step_by_step_without_a_failed_req
         m["phase"] == "Successful" for m in entry["analysis"]["measurements"]) for _, entry in line.lines)
     codes = load.codes()
     assert sum(codes.values()) > 100
-    assert set(codes) == {200}, codes
+    assert set(codes) == {200}, load.failures(applied)
     assert min(count for at, count in load.capacity if at >= applied) >= 2
     assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
     configmaps = kubectl_json(cluster, "get", "configmaps", "-n", namespace, "-l",
@@ -178,3 +183,202 @@ def test_a_faulty_version_is_rolled_back_on_its_own_with_stable_at_full_capacity
     # rolled back stays rolled back: the spec still names the faulty revision, nothing is retried
     time.sleep(INTERVAL)
     assert mdep(cluster, namespace)["status"]["phase"] == "RolledBack"
+
+
+def rollout_state(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
+    return dict((mdep(cluster, namespace).get("status") or {}).get("rollout") or {})
+
+
+def wait_rollout(cluster: LocalCluster, namespace: str, predicate: Any, message: str,
+                 timeout: float = 180) -> dict[str, Any]:
+    body = wait_for(lambda: (lambda b: b if predicate(b.get("status") or {}) else None)(mdep(cluster, namespace)),
+                    timeout=timeout, interval=0.5, message=message)
+    assert isinstance(body, dict)
+    return body
+
+
+def successes(status: dict[str, Any]) -> int:
+    return int(((status.get("rollout") or {}).get("metrics") or {}).get("error-rate", {}).get("successesAtStep", 0))
+
+
+def test_without_traffic_nothing_is_promoted_and_the_deadline_aborts_with_insufficient_data(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    healthy_v1(cluster, namespace)
+    document = version("2")
+    document["spec"]["rollout"]["progressDeadlineSeconds"] = 30
+    apply(cluster, namespace, document)
+    started = wait_rollout(cluster, namespace, lambda s: s.get("canaryRevision"), "the canary to start")
+    body = wait_phase(cluster, namespace, "RolledBack", timeout=180)
+    aborted = body["status"]["rollout"]["aborted"]
+    assert aborted["reason"] == "InsufficientData", aborted
+    assert "no Successful measurement of error-rate" in aborted["message"]
+    began = datetime.fromisoformat(started["status"]["rollout"]["stepStartedAt"].replace("Z", "+00:00"))
+    at = datetime.fromisoformat(aborted["at"].replace("Z", "+00:00"))
+    assert 30 <= (at - began).total_seconds() <= 30 + 15
+    reasons = {e["reason"] for e in events(cluster, namespace)}
+    assert "InsufficientData" in reasons and "Promoting" not in reasons and "Promoted" not in reasons
+    assert body["status"]["stableRevision"] != body["status"]["revision"]
+
+
+def container_processes(cluster: LocalCluster, namespace: str, role: str) -> list[int]:
+    """Every process of the role's TorchServe containers (the node agent runs them as host processes)."""
+    pids: list[int] = []
+    for pod in kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", f"modeldeploy.dev/role={role}")["items"]:
+        for pidfile in (cluster.dir / "pods" / pod["metadata"]["uid"]).glob("containers/torchserve/pid"):
+            namespace_link = os.readlink(f"/proc/{int(pidfile.read_text())}/ns/pid")
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        if os.readlink(entry / "ns" / "pid") == namespace_link:
+                            pids.append(int(entry.name))
+                    except OSError:
+                        continue
+    return pids
+
+
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def test_an_unreachable_canary_metrics_port_is_an_error_never_a_pass_and_aborts_past_the_limit(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    healthy_v1(cluster, namespace)
+    # One step that holds for a promote request: analysis runs on while it waits.
+    with Load(cluster, namespace, rate=10, seconds=300):
+        apply(cluster, namespace, version("2", steps=[{"weight": 50}, {"weight": 100}], consecutiveErrorLimit=1))
+        wait_rollout(cluster, namespace, lambda s: s.get("phase") == "Paused" and successes(s) >= 1,
+                     "the canary paused with evidence")
+        pids = container_processes(cluster, namespace, "canary")
+        assert pids
+
+        # A short outage: one scrape times out, the next one after the retry succeeds.
+        signal_all(pids, signal.SIGSTOP)
+        wait_rollout(cluster, namespace,
+                     lambda s: s["rollout"]["metrics"]["error-rate"].get("consecutiveErrors", 0) == 1,
+                     "a provider error", timeout=60)
+        signal_all(pids, signal.SIGCONT)
+        body = wait_rollout(cluster, namespace,
+                            lambda s: s["rollout"]["metrics"]["error-rate"].get("consecutiveErrors", 0) == 0,
+                            "the error streak to reset", timeout=60)
+        counters = body["status"]["rollout"]["metrics"]["error-rate"]
+        assert counters["failed"] == 0 and "aborted" not in body["status"]["rollout"]
+        assert body["status"]["phase"] == "Paused"
+        assert any(m["verdict"] == "Error" for m in counters["measurements"])
+
+        # A long one: errors past consecutiveErrorLimit abort.
+        pids = container_processes(cluster, namespace, "canary")
+        signal_all(pids, signal.SIGSTOP)
+        try:
+            body = wait_phase(cluster, namespace, "RolledBack", timeout=120)
+        finally:
+            signal_all(pids, signal.SIGCONT)
+    aborted = body["status"]["rollout"]["aborted"]
+    assert aborted["reason"] == "MetricsUnavailable", aborted
+    assert "provider errors in a row" in aborted["message"] and "timed out" in aborted["message"]
+
+
+def test_a_canary_whose_model_fails_to_load_is_aborted_at_the_deadline_with_the_models_log_line(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    (versions / "iris" / "broken_handler.py").write_text(
+        "from ts.torch_handler.base_handler import BaseHandler\n\n\n"
+        "class Broken(BaseHandler):\n"
+        "    def initialize(self, context):\n"
+        "        raise RuntimeError('the weights do not match this handler')\n\n\n"
+        "_service = Broken()\n\n\n"
+        "def handle(data, context):\n"
+        "    if not _service.initialized:\n"
+        "        _service.initialize(context)\n"
+        "    return _service.handle(data, context)\n")
+    (versions / "iris" / "broken_handler.py").chmod(0o644)
+    healthy_v1(cluster, namespace)
+    document = version("2")
+    document["spec"]["model"]["handler"] = {"uri": "pvc://models/iris/broken_handler.py"}
+    document["spec"]["rollout"]["progressDeadlineSeconds"] = 30
+    apply(cluster, namespace, document)
+    body = wait_phase(cluster, namespace, "RolledBack", timeout=240)
+    aborted = body["status"]["rollout"]["aborted"]
+    assert aborted["reason"] == "ProgressDeadlineExceeded", aborted
+    assert "the weights do not match this handler" in aborted["message"]
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+
+
+def test_a_new_revision_mid_canary_restarts_at_step_zero_and_the_stable_spec_returns_at_once(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    steps = [{"weight": 10, "pause": "2s"}, {"weight": 50}, {"weight": 100}]
+    with Load(cluster, namespace, rate=10, seconds=300):
+        apply(cluster, namespace, version("2", steps=steps))
+        at_step_2 = wait_rollout(cluster, namespace, lambda s: s.get("currentStep") == 1, "step 2")
+        old_canary = at_step_2["status"]["canaryRevision"]
+        changed = version("2", steps=steps)
+        changed["spec"]["model"]["config"]["batchSize"] = 4  # a new revision, the same archive
+        apply(cluster, namespace, changed)
+        restarted = wait_rollout(cluster, namespace, lambda s: s.get("canaryRevision") not in (None, old_canary),
+                                 "the new canary")
+    status = restarted["status"]
+    assert status["currentStep"] == 0 and status["rollout"]["stepIndex"] == 0
+    assert successes(status) == 0 and status["rollout"]["metrics"].get("error-rate", {}).get("failed", 0) == 0
+    assert any(e["reason"] == "CanaryStarted" and "spec changed during the canary" in e["message"]
+               for e in events(cluster, namespace))
+
+    apply(cluster, namespace, version("1", steps=steps))
+    back = wait_rollout(cluster, namespace, lambda s: not s.get("canaryRevision"), "the canary cancelled",
+                        timeout=30)
+    assert back["status"]["stableRevision"] == first["status"]["revision"] == back["status"]["revision"]
+    assert any(e["reason"] == "CanaryCancelled" for e in events(cluster, namespace))
+    wait_phase(cluster, namespace, "Healthy", timeout=60)
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+
+
+def kill_and_restart(operator: OperatorProcess, down_seconds: float = 3) -> None:
+    assert operator.process is not None
+    os.killpg(operator.process.pid, signal.SIGKILL)
+    operator.process.wait()
+    time.sleep(down_seconds)
+    operator.start()
+
+
+def test_a_killed_operator_resumes_at_the_same_step_and_a_stepless_pause_waits_for_a_promote_request(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    healthy_v1(cluster, namespace)
+    steps = [{"weight": 50, "pause": "40s"}, {"weight": 60}, {"weight": 100}]
+    with Load(cluster, namespace, rate=10, seconds=400):
+        apply(cluster, namespace, version("2", steps=steps))
+        during = wait_rollout(cluster, namespace, lambda s: s.get("currentStep") == 0 and successes(s) >= 1,
+                              "a Successful measurement at step 1")
+        generation = during["metadata"]["generation"]
+        before = during["status"]["rollout"]
+        kill_and_restart(operator)
+        resumed = wait_rollout(cluster, namespace,
+                               lambda s: s["rollout"]["metrics"]["error-rate"].get("lastMeasuredAt")
+                               != before["metrics"]["error-rate"].get("lastMeasuredAt"),
+                               "a measurement by the restarted operator", timeout=60)["status"]["rollout"]
+        assert (resumed["stepIndex"], resumed["stepStartedAt"]) == (0, before["stepStartedAt"])
+        counters, earlier = resumed["metrics"]["error-rate"], before["metrics"]["error-rate"]
+        assert counters["failed"] == earlier["failed"] and counters["successesAtStep"] >= earlier["successesAtStep"]
+
+        paused = wait_rollout(cluster, namespace, lambda s: s.get("phase") == "Paused", "the stepless pause",
+                              timeout=120)
+        held = paused["status"]["rollout"]
+        assert held["stepIndex"] == 1 and held["pause"]["reason"] == "step"
+        kill_and_restart(operator)
+        time.sleep(2 * INTERVAL)
+        again = mdep(cluster, namespace)
+        assert again["status"]["phase"] == "Paused"
+        assert (again["status"]["rollout"]["stepIndex"], again["status"]["rollout"]["pause"]) == (1, held["pause"])
+
+        request = json.dumps({"action": "promote", "revision": again["status"]["canaryRevision"],
+                              "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": "e2e"})
+        cluster.kubectl("annotate", "mdep", "iris", "-n", namespace, f"modeldeploy.dev/request={request}",
+                        "--overwrite")
+        promoted = wait_phase(cluster, namespace, "Healthy", timeout=180)
+    assert promoted["status"]["stableRevision"] == promoted["status"]["revision"]
+    assert promoted["metadata"]["generation"] == generation
+    assert promoted["status"]["rollout"]["lastRequest"]["action"] == "promote"
