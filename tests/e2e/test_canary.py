@@ -206,7 +206,7 @@ def test_without_traffic_nothing_is_promoted_and_the_deadline_aborts_with_insuff
 ) -> None:
     healthy_v1(cluster, namespace)
     document = version("2")
-    document["spec"]["rollout"]["progressDeadlineSeconds"] = 30
+    document["spec"]["rollout"]["progressDeadlineSeconds"] = 45
     apply(cluster, namespace, document)
     started = wait_rollout(cluster, namespace, lambda s: s.get("canaryRevision"), "the canary to start")
     body = wait_phase(cluster, namespace, "RolledBack", timeout=180)
@@ -215,7 +215,7 @@ def test_without_traffic_nothing_is_promoted_and_the_deadline_aborts_with_insuff
     assert "no Successful measurement of error-rate" in aborted["message"]
     began = datetime.fromisoformat(started["status"]["rollout"]["stepStartedAt"].replace("Z", "+00:00"))
     at = datetime.fromisoformat(aborted["at"].replace("Z", "+00:00"))
-    assert 30 <= (at - began).total_seconds() <= 30 + 15
+    assert 45 <= (at - began).total_seconds() <= 45 + 15
     reasons = {e["reason"] for e in events(cluster, namespace)}
     assert "InsufficientData" in reasons and "Promoting" not in reasons and "Promoted" not in reasons
     assert body["status"]["stableRevision"] != body["status"]["revision"]
@@ -329,7 +329,7 @@ def test_a_new_revision_mid_canary_restarts_at_step_zero_and_the_stable_spec_ret
 
     apply(cluster, namespace, version("1", steps=steps))
     back = wait_rollout(cluster, namespace, lambda s: not s.get("canaryRevision"), "the canary cancelled",
-                        timeout=30)
+                        timeout=60)
     assert back["status"]["stableRevision"] == first["status"]["revision"] == back["status"]["revision"]
     assert any(e["reason"] == "CanaryCancelled" for e in events(cluster, namespace))
     wait_phase(cluster, namespace, "Healthy", timeout=60)
