@@ -348,7 +348,7 @@ def test_a_killed_operator_resumes_at_the_same_step_and_a_stepless_pause_waits_f
     cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
 ) -> None:
     healthy_v1(cluster, namespace)
-    steps = [{"weight": 50, "pause": "40s"}, {"weight": 60}, {"weight": 100}]
+    steps = [{"weight": 50, "pause": "75s"}, {"weight": 60}, {"weight": 100}]
     with Load(cluster, namespace, rate=10, seconds=400):
         apply(cluster, namespace, version("2", steps=steps))
         during = wait_rollout(cluster, namespace, lambda s: s.get("currentStep") == 0 and successes(s) >= 1,

@@ -140,3 +140,10 @@ def test_a_model_config_file_is_an_archive_input_with_its_pin() -> None:
     args = build_job(parse(body), "abcdef012345", OPERATOR)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--config-file") + 1] == "/sources/models/iris/faulty/model-config.yaml"
     assert args[args.index("--config-file-sha256") + 1] == "c" * 64
+
+
+def test_build_pods_are_not_behind_the_service_that_serves_inference() -> None:
+    job = build_job(sample(), "abcdef012345", OPERATOR)
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert "modeldeploy.dev/deployment" not in pod_labels  # the Service NAME selects serving pods by it
+    assert job["metadata"]["labels"]["modeldeploy.dev/deployment"] == "iris"  # the Job still names its owner
