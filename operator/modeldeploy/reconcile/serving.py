@@ -1,7 +1,8 @@
 """The serving step: one revision served in one role by NAME-ROLE, its ConfigMap, Services, policy, budget.
 
-The role and the revision are arguments: today the chain serves the spec's revision as `stable`; a
-rollout serves a second revision as `canary` with the same step.
+The role and the revision are arguments: the rollout step (reconcile/rollout.py) serves the spec's
+revision as `stable` when no canary runs (`ensure_serving`), and renders either role from the spec with
+`apply_role` while one does.
 """
 
 from __future__ import annotations
