@@ -2,8 +2,9 @@
 
 Starts the cluster, installs the CRD, puts the iris model's files on a claim, runs the operator,
 applies the iris sample and prints the ModelDeployment's status as it changes, then asks the
-Service `iris` for predictions through its ClusterIP, as a client in the cluster would.
-Everything is removed at the end (--keep waits for Ctrl-C first).
+Service `iris` for predictions through its ClusterIP, as a client in the cluster would. Then a canary: under a steady load, v2 is promoted step by step, and a
+faulty version (30 % of requests fail) is rolled back on its own. Everything is removed at the end
+(--keep waits for Ctrl-C first).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -43,7 +46,77 @@ def status_line(cluster: LocalCluster) -> str:
     if not status:
         return "(no status yet)"
     ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
-    return f"{status.get('phase', '-'):<10} {ready.get('reason', '-')}: {ready.get('message', '')}"
+    canary = ""
+    if status.get("canaryRevision"):
+        weight = (status.get("rollout") or {}).get("weight")
+        canary = f"[step {status.get('currentStep')} weight {weight}% effective {status.get('canaryWeight')}%] "
+    return f"{status.get('phase', '-'):<11} {canary}{ready.get('reason', '-')}: {ready.get('message', '')}"
+
+
+def follow(cluster: LocalCluster, until: tuple[str, ...], timeout: float = 300) -> str:
+    """Print the status line each time it changes, until it starts with one of `until`."""
+    started, last = time.monotonic(), ""
+    while time.monotonic() - started < timeout:
+        line = status_line(cluster)
+        if line != last:
+            say(f"   {time.monotonic() - started:6.1f}s  {line}")
+            last = line
+        if line.startswith(until):
+            break
+        time.sleep(0.5)
+    return last
+
+
+class Load(threading.Thread):
+    """A steady, bounded load (10 requests/s, at most 10 minutes) through the Service `iris`'s ClusterIP:
+    kube-proxy spreads it over the ready pods of both roles, as it would for any client."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.stopped = threading.Event()
+        self.codes: dict[int, int] = {}
+
+    def url(self) -> str | None:
+        out = self.cluster.kubectl("get", "svc", "iris", "-n", NAMESPACE, "-o", "jsonpath={.spec.clusterIP}",
+                                   check=False)
+        ip = out.stdout.strip() if out.returncode == 0 else ""
+        return f"http://{ip}:8080/predictions/iris" if ip else None
+
+    def run(self) -> None:
+        body = json.dumps({"data": list(FLOWERS.values())}).encode()
+        sent = 0
+        url = self.url()
+        started = time.monotonic()
+        while not self.stopped.is_set() and sent < 6000 and time.monotonic() - started < 600:
+            if url:
+                request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        code = response.status
+                except urllib.error.HTTPError as error:
+                    code = error.code
+                except OSError:
+                    code = 0
+                self.codes[code] = self.codes.get(code, 0) + 1
+                sent += 1
+            self.stopped.wait(0.1)
+
+
+def version(sample: dict[str, Any], name: str, model_version: str) -> dict[str, Any]:
+    """The sample serving the model files in iris/NAME with a short canary: 50 % for 10 s, then 100 %."""
+    document: dict[str, Any] = json.loads(json.dumps(sample))
+    document["spec"]["model"].update(version=model_version,
+                                     serializedFile={"uri": f"pvc://models/iris/{name}/model.pt"},
+                                     configFile={"uri": f"pvc://models/iris/{name}/model-config.yaml"})
+    document["spec"]["rollout"] = {
+        "steps": [{"weight": 50, "pause": "10s"}, {"weight": 100}],
+        "analysis": {"interval": "5s", "failureLimit": 1, "minRequests": 10,
+                     "metrics": [{"name": "error-rate", "provider": {"torchserve": {"metric": "error-rate"}},
+                                  "max": 0.1}]},
+        "progressDeadlineSeconds": 120,
+    }
+    return document
 
 
 def main() -> int:
@@ -67,13 +140,18 @@ def main() -> int:
 
         say("== training the iris classifier (scikit-learn's iris data, TorchScript) onto the claim 'models'")
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, str(REPO / "model_archives/iris/train.py"), "--out", tmp,
-                            "--version", "v1"], check=True, capture_output=True)
             root = cluster.claim_path(NAMESPACE, "models")
-            (root / "iris/1").mkdir(parents=True)
-            shutil.copy(Path(tmp) / "model.pt", root / "iris/1/model.pt")
+            for name, recipe in (("1", ["--version", "v1"]), ("2", ["--version", "v2"]),
+                                 ("faulty", ["--version", "faulty", "--failure-fraction", "0.3"])):
+                out = Path(tmp) / name
+                subprocess.run([sys.executable, str(REPO / "model_archives/iris/train.py"), "--out", str(out),
+                                *recipe], check=True, capture_output=True)
+                (root / "iris" / name).mkdir(parents=True)
+                for file in ("model.pt", "model-config.yaml"):
+                    shutil.copy(out / file, root / "iris" / name / file)
+            shutil.copy(Path(tmp) / "1" / "model.pt", root / "iris/1/model.pt")
             for name in ("handler.py", "index_to_name.json"):
-                shutil.copy(Path(tmp) / name, root / "iris" / name)
+                shutil.copy(Path(tmp) / "1" / name, root / "iris" / name)
             for path in root.rglob("*"):
                 path.chmod(0o755 if path.is_dir() else 0o644)
 
@@ -123,6 +201,27 @@ def main() -> int:
             targets = result[0]["value"][1] if result else "0"
             say(f"== Prometheus, prometheus.monitoring.svc:9090 ({prometheus} from here): "
                 f"{targets} annotated pods scraped")
+
+            say("== a canary under load (10 requests/s through the Service iris): v2 at 50 % for 10 s, then 100 %")
+            load = Load(cluster)
+            load.start()
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(version(sample, "2", "2")))
+            promoted = follow(cluster, ("Healthy", "RolledBack", "Failed"))
+            say(f"   requests so far by HTTP status: {dict(sorted(load.codes.items()))}")
+            if not promoted.startswith("Healthy"):
+                say(f"!! v2 was not promoted; operator log: {log_path}")
+                return 1
+            say("== a faulty version (30 % of its requests fail): rolled back on its own")
+            faulty = version(sample, "faulty", "2-faulty")
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(faulty))
+            rolled_back = follow(cluster, ("RolledBack", "Failed"))
+            load.stopped.set()
+            load.join()
+            say(f"   requests by HTTP status (503s came from the faulty canary): {dict(sorted(load.codes.items()))}")
+            say(cluster.kubectl("get", "mdep,deploy", "-n", NAMESPACE).stdout)
+            if not rolled_back.startswith("RolledBack"):
+                say(f"!! the faulty version was not rolled back; operator log: {log_path}")
+                return 1
             if args.keep:
                 say(f"== keeping the cluster: export KUBECONFIG={cluster.kubeconfig}; Ctrl-C ends it")
                 done = threading.Event()

@@ -39,6 +39,17 @@ def _matches(labels: Mapping[str, str], selector: str) -> bool:
     return True
 
 
+def merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """Apply a JSON merge patch (RFC 7386) in place, as the API server does for a status merge patch."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
 class MemoryChildren:
     """Children of ModelDeployments, kept in memory; records every write in `writes`."""
 
@@ -73,6 +84,16 @@ class MemoryChildren:
         self.applied[key] = copy.deepcopy(dict(desired))
         self.writes.append(("apply", key[1], key[3]))
         return copy.deepcopy(stored), True
+
+    async def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+        key = (api_version, kind, namespace, name)
+        stored = self.objects[key]
+        if stored["spec"].get("replicas") != replicas:
+            stored["spec"]["replicas"] = replicas
+            stored["metadata"]["generation"] = int(stored["metadata"].get("generation") or 0) + 1
+        self.applied.pop(key, None)
+        self.writes.append(("scale", kind, name))
+        return copy.deepcopy(stored)
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         key = (api_version, kind, namespace, name)
@@ -176,12 +197,7 @@ class MemoryCluster:
         meta = stored["metadata"]
         if resource_version is not None and resource_version != meta["resourceVersion"]:
             raise ConflictError(409, "Conflict", "the object has been modified")
-        current = stored.setdefault("status", {})
-        for key, value in json.loads(json.dumps(dict(status))).items():
-            if value is None:
-                current.pop(key, None)
-            else:
-                current[key] = value
+        merge_patch(stored.setdefault("status", {}), json.loads(json.dumps(dict(status))))
         meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
         self.status_writes += 1
         return copy.deepcopy(stored)

@@ -271,12 +271,14 @@ def test_pickled_weights_are_packaged_with_a_warning_event(
     assert warnings and any("safetensors" in w or "TorchScript" in w for w in warnings), events
 
 
-def test_a_new_revision_replaces_the_stable_one_and_leaves_no_old_configuration(
+def test_a_new_revision_is_promoted_over_the_stable_one_and_leaves_no_old_configuration(
     cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
 ) -> None:
-    apply(cluster, namespace, iris(replicas=1))
+    # One step at 100 %: the canary is promoted at once, stable rolls to it (no analysis).
+    apply(cluster, namespace, iris(replicas=1, rollout={"steps": [{"weight": 100}]}))
     first = wait_phase(cluster, namespace, "Healthy", timeout=240)
-    apply(cluster, namespace, iris(replicas=1, model__config={"batchSize": 4, "maxBatchDelayMs": 10}))
+    apply(cluster, namespace, iris(replicas=1, rollout={"steps": [{"weight": 100}]},
+                                   model__config={"batchSize": 4, "maxBatchDelayMs": 10}))
 
     def served_revision() -> str | None:
         status = mdep(cluster, namespace).get("status") or {}
@@ -290,3 +292,5 @@ def test_a_new_revision_replaces_the_stable_one_and_leaves_no_old_configuration(
         timeout=30, message="only the new revision's ConfigMap")
     assert configmaps == [f"iris-{revision}"]
     assert predict(ready_addresses(cluster, namespace, "iris")[0], [SETOSA])[0] == 200
+    reasons = [e["reason"] for e in kubectl_json(cluster, "get", "events", "-n", namespace)["items"]]
+    assert "Promoting" in reasons and "Promoted" in reasons

@@ -131,3 +131,19 @@ def test_only_paths_inside_the_pvc_store_are_translated() -> None:
     store = PvcStore(claim_name="model-store")
     assert store_uri("file:///store/x/iris.mar", store) == "pvc://model-store/x/iris.mar"
     assert store_uri("s3://bucket/x/iris.mar", store) == "s3://bucket/x/iris.mar"
+
+
+def test_a_model_config_file_is_an_archive_input_with_its_pin() -> None:
+    body = yaml.safe_load((REPO / "manifests/samples/iris.yaml").read_text())
+    body["metadata"].update(namespace="ml", uid="0f0e0d0c-0000-4000-8000-000000000001", generation=1)
+    body["spec"]["model"]["configFile"] = {"uri": "pvc://models/iris/faulty/model-config.yaml", "sha256": "c" * 64}
+    args = build_job(parse(body), "abcdef012345", OPERATOR)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--config-file") + 1] == "/sources/models/iris/faulty/model-config.yaml"
+    assert args[args.index("--config-file-sha256") + 1] == "c" * 64
+
+
+def test_build_pods_are_not_behind_the_service_that_serves_inference() -> None:
+    job = build_job(sample(), "abcdef012345", OPERATOR)
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert "modeldeploy.dev/deployment" not in pod_labels  # the Service NAME selects serving pods by it
+    assert job["metadata"]["labels"]["modeldeploy.dev/deployment"] == "iris"  # the Job still names its owner

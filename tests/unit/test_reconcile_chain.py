@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -254,3 +254,102 @@ def test_an_archive_of_the_current_build_key_is_not_built_again(cluster: MemoryC
 
     assert [w for w in cluster.children.writes if w[1] == "Job"] == [("apply", "Job", build_job_name())]
     assert status(cluster)["phase"] == "Healthy"
+
+
+def template_revision(cluster: MemoryCluster, deployment: str) -> str:
+    found = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, deployment))
+    assert found is not None
+    return str(found["spec"]["template"]["metadata"]["labels"]["modeldeploy.dev/revision"])
+
+
+def test_a_new_revision_starts_a_canary_beside_an_untouched_stable(cluster: MemoryCluster) -> None:
+    served(cluster)
+    run(cluster)
+    stable_revision = status(cluster)["stableRevision"]
+    stable_before = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+
+    report = run(cluster)
+
+    now = status(cluster)
+    assert now["revision"] != stable_revision
+    assert (now["phase"], now["stableRevision"], now["canaryRevision"]) == ("Progressing", stable_revision,
+                                                                           now["revision"])
+    assert now["rollout"]["canaryRevision"] == now["revision"] and now["rollout"]["weight"] == 25
+    assert condition(cluster, "Ready")["status"] == "False"
+    assert condition(cluster, "Progressing")["status"] == "True"
+    assert asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable")) == stable_before
+    assert template_revision(cluster, f"{NAME}-canary") == now["revision"]
+    canary = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary"))
+    assert canary is not None and canary["spec"]["replicas"] == 1  # 25 % of 4
+    configmaps = asyncio.run(cluster.children.list("v1", "ConfigMap", NS, "modeldeploy.dev/revision"))
+    assert sorted(c["metadata"]["name"] for c in configmaps) == sorted(
+        [f"{NAME}-{stable_revision}", f"{NAME}-{now['revision']}"])
+    assert ("Normal", "CanaryStarted") in [(e.type, e.reason) for e in report.events]
+
+
+READY_POD = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+
+
+def test_the_spec_set_back_to_stable_removes_the_canary_at_once(cluster: MemoryCluster) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    stable_revision = status(cluster)["stableRevision"]
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-cpu"))
+
+    report = run(cluster)
+
+    assert status(cluster)["revision"] == stable_revision
+    assert "canaryRevision" not in status(cluster)
+    assert ("Normal", "CanaryCancelled") in [(e.type, e.reason) for e in report.events]
+    canary = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary"))
+    assert canary is not None and canary["spec"]["replicas"] == 0  # stable is whole: the canary drains
+    run(cluster)
+    assert asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary")) is None
+
+
+def run_at(cluster: MemoryCluster, seconds: float) -> Report:
+    moment = NOW + timedelta(seconds=seconds)
+    return asyncio.run(reconcile_and_report(cluster.body(NS, NAME), cluster, OPERATOR, now=lambda: moment))
+
+
+def test_provider_errors_past_the_limit_roll_back_to_a_whole_stable_then_drop_the_canary(
+    cluster: MemoryCluster
+) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    stable_before = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: READY_POD)
+
+    # No metrics provider here: every measurement is an Error, never a pass; the 5th in a row aborts.
+    for seconds in (30, 40, 50, 60):
+        run_at(cluster, seconds)
+        assert status(cluster)["phase"] == "Progressing"
+    assert status(cluster)["rollout"]["metrics"]["error-rate"]["consecutiveErrors"] == 4
+    report = run_at(cluster, 70)
+
+    rollout = status(cluster)["rollout"]
+    assert rollout["aborted"]["reason"] == "MetricsUnavailable"
+    assert ("Warning", "MetricsUnavailable") in [(e.type, e.reason) for e in report.events]
+    assert status(cluster)["stableRevision"] != status(cluster)["revision"]
+    # stable was never re-rendered from the spec (only scaled) and is whole: the canary drains, then goes
+    stable_after = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    assert stable_before is not None and stable_after is not None
+    assert stable_after["spec"]["template"] == stable_before["spec"]["template"]
+    assert stable_after["spec"]["replicas"] == 4
+    assert ("scale", "Deployment", f"{NAME}-stable") in cluster.children.writes
+    asyncio.run(cluster.children.delete("v1", "Pod", NS, f"{NAME}-canary-0"))
+    run_at(cluster, 71)
+    run_at(cluster, 72)
+    assert asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary")) is None
+    assert status(cluster)["phase"] == "RolledBack"
+    assert (condition(cluster, "Ready")["status"], condition(cluster, "Ready")["reason"]) == (
+        "False", "MetricsUnavailable")
+    assert condition(cluster, "Degraded")["status"] == "True"
+    assert condition(cluster, "Progressing")["status"] == "False"

@@ -186,3 +186,12 @@ def test_a_new_revision_event_names_the_one_it_replaces() -> None:
 
     assert [(e.reason, e.message) for e in events] == [
         ("NewRevision", "Spec revision bbbbbbbbbb, replacing aaaaaaaaaa")]
+
+
+def test_a_key_gone_from_a_nested_status_object_is_removed_by_the_patch() -> None:
+    current = {"rollout": {"stableRevision": "1111111111", "canaryRevision": "2222222222", "stepIndex": 1}}
+    desired = {"rollout": {"stableRevision": "2222222222", "stepIndex": 0}}
+
+    assert status_patch(current, desired) == {"rollout": {"stableRevision": "2222222222", "stepIndex": 0,
+                                                          "canaryRevision": None}}
+    assert status_patch(desired, desired) is None

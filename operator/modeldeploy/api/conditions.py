@@ -60,6 +60,10 @@ class Reason(enum.StrEnum):
     DIGEST_MISMATCH = "DigestMismatch"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     READY = "Ready"
+    CANARY_PROGRESSING = "CanaryProgressing"
+    CANARY_PAUSED = "CanaryPaused"
+    PROMOTING = "Promoting"
+    ROLLING_BACK = "RollingBack"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,7 +81,7 @@ def _source(source: Source | None) -> dict[str, Any] | None:
 
 
 def _model_files(model: Model) -> dict[str, Any]:
-    return {
+    files: dict[str, Any] = {
         "name": model.name,
         "version": model.version,
         "serializedFile": _source(model.serialized_file),
@@ -91,6 +91,10 @@ def _model_files(model: Model) -> dict[str, Any]:
         "extraFiles": [{"name": f.name, **(_source(f.source) or {})} for f in model.extra_files],
         "requirementsFile": _source(model.requirements_file),
     }
+    if model.config_file is not None:
+        # Only when set: the revisions of specs without a config file stay what they were.
+        files["configFile"] = _source(model.config_file)
+    return files
 
 
 def _store(archive: Archive) -> dict[str, Any]:

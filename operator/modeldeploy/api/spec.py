@@ -184,6 +184,9 @@ class Model:
     model_file: Source | None = None
     extra_files: tuple[ExtraFile, ...] = ()
     requirements_file: Source | None = None
+    config_file: Source | None = None
+    """TorchServe's model-config.yaml (handler settings, batching and workers per model), packed as the
+    archive's config file."""
     config: ModelConfig = ModelConfig()
     source_secret_name: str | None = None
 
@@ -197,6 +200,8 @@ class Model:
         found.extend((f"spec.model.extraFiles[{i}]", f.source) for i, f in enumerate(self.extra_files))
         if self.requirements_file is not None:
             found.append(("spec.model.requirementsFile", self.requirements_file))
+        if self.config_file is not None:
+            found.append(("spec.model.configFile", self.config_file))
         return tuple(found)
 
 
@@ -284,7 +289,11 @@ class Serving:
 
 @dataclasses.dataclass(frozen=True)
 class RolloutStep:
-    """A canary weight in percent, held for `pause` (None: one analysis interval)."""
+    """A canary weight in percent, held for `pause`.
+
+    None: the step holds (phase Paused) until a promote request names the canary revision; on the
+    last step (weight 100) it promotes at once.
+    """
 
     weight: int
     pause: timedelta | None = None
@@ -579,6 +588,7 @@ def _model(reader: _Reader) -> Model:
         handler=_handler(reader.child("handler")),
         extra_files=tuple(extra_files),
         requirements_file=_optional_source(reader, "requirementsFile"),
+        config_file=_optional_source(reader, "configFile"),
         config=_model_config(reader.child("config")),
         source_secret_name=_secret_name(reader, "sourceSecretRef") if reader.has("sourceSecretRef") else None,
     )

@@ -71,20 +71,28 @@ class ArchiveStatus:
 
 @dataclasses.dataclass(frozen=True)
 class RolloutStatus:
-    """Where a canary rollout stands. The canary engine owns its content; today no step sets it."""
+    """Where a canary rollout stands: the flat fields of the printer columns, `status.analysis`, and
+    `status.rollout` (the canary engine's state, kept as its camelCase dict; modeldeploy.canary reads it)."""
 
     current_step: int | None = None
     canary_weight: int | None = None
+    state: Mapping[str, Any] | None = None
+    analysis: Mapping[str, Any] | None = None
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> RolloutStatus:
         """The rollout fields of a status."""
+        state, analysis = data.get("rollout"), data.get("analysis")
         return cls(current_step=_optional_int(data.get("currentStep")),
-                   canary_weight=_optional_int(data.get("canaryWeight")))
+                   canary_weight=_optional_int(data.get("canaryWeight")),
+                   state=dict(state) if isinstance(state, Mapping) else None,
+                   analysis=dict(analysis) if isinstance(analysis, Mapping) else None)
 
     def render(self) -> dict[str, Any]:
-        """The CRD's flat rollout fields (None: not written, or removed)."""
-        return {"currentStep": self.current_step, "canaryWeight": self.canary_weight}
+        """The CRD's rollout fields (None: not written, or removed)."""
+        return {"currentStep": self.current_step, "canaryWeight": self.canary_weight,
+                "rollout": dict(self.state) if self.state is not None else None,
+                "analysis": dict(self.analysis) if self.analysis is not None else None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,15 +167,22 @@ def desired_status(current: Status, verdict: Verdict, *, generation: int, now: d
 
 
 def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A merge patch of the rendered fields that differ, or None when the status is already as desired.
+    """A merge patch (RFC 7386) of the rendered fields that differ, or None when the status is already as desired.
 
-    A None value removes a field, and is sent only when the field is there.
+    A None value removes a field, and is sent only when the field is there. Objects are patched key by
+    key, so a key gone from a nested object (say status.rollout.canaryRevision) is removed too.
     """
-    patch = {
-        key: value
-        for key, value in desired.items()
-        if current.get(key) != value and not (value is None and key not in current)
-    }
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = current.get(key)
+        if old == value or (value is None and key not in current):
+            continue
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            nested = status_patch(old, value) or {}
+            nested.update({k: None for k in old if k not in value})
+            patch[key] = nested
+        else:
+            patch[key] = value
     return patch or None
 
 

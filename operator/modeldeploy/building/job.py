@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modeldeploy.api.labels import build_labels, object_meta
+from modeldeploy.api.labels import LABEL_DEPLOYMENT, build_labels, object_meta
 from modeldeploy.api.spec import ModelDeployment, PvcStore, S3Store, Source, SourceScheme
 from modeldeploy.settings import OperatorIdentity
 
@@ -61,6 +61,7 @@ def build_args(md: ModelDeployment) -> list[str]:
     else:
         add("handler", model.handler.source)
     add("requirements-file", model.requirements_file)
+    add("config-file", model.config_file)
     if model.extra_files:
         args.extend(["--extra-files", ",".join(_source_arg(f.source) for f in model.extra_files)])
         pins = [f.source.sha256 or "" for f in model.extra_files]
@@ -125,7 +126,9 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorIdent
             "activeDeadlineSeconds": build.active_deadline_seconds,
             "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
             "template": {
-                "metadata": {"labels": labels},
+                # The pods leave out modeldeploy.dev/deployment: the Service NAME selects serving pods by
+                # it, and a build pod behind it would be sent inference requests it refuses.
+                "metadata": {"labels": {k: v for k, v in labels.items() if k != LABEL_DEPLOYMENT}},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,

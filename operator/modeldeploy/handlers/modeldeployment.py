@@ -21,6 +21,7 @@ import kopf
 from modeldeploy import GROUP, PLURAL, VERSION, observability
 from modeldeploy.api.labels import MANAGED, owner_name
 from modeldeploy.k8s import KubeApi
+from modeldeploy.metrics.torchserve import TorchServeMetrics
 from modeldeploy.reconcile import KubeApiError, Report, reconcile_and_report
 from modeldeploy.settings import OperatorConfig, OperatorIdentity
 
@@ -63,7 +64,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
         snapshot = copy.deepcopy(dict(body))
         started = time.monotonic()
         try:
-            report: Report = await reconcile_and_report(snapshot, api, operator)
+            report: Report = await reconcile_and_report(snapshot, api, operator, torchserve=memo.get("torchserve"))
         except KubeApiError as error:
             METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
                                      error=type(error).__name__)
@@ -100,6 +101,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(registry=registry)
     async def coordination(memo: kopf.Memo, **_: Any) -> None:
         memo["coordination"] = Coordination()
+        # One scraper for the operator: it keeps the per-pod baselines the canary's windows start from.
+        memo["torchserve"] = TorchServeMetrics()
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_scraper(memo: kopf.Memo, **_: Any) -> None:
+        scraper = memo.get("torchserve")
+        if isinstance(scraper, TorchServeMetrics):
+            await scraper.close()
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)

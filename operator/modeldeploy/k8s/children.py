@@ -99,6 +99,15 @@ class Children:
         )
         return applied, True
 
+    async def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+        """Set spec.replicas only, leaving the rest as it is; drops the applied hash so a later apply writes."""
+        path = collection_path(api_version, kind).format(namespace=namespace) + f"/{name}"
+        body = {"metadata": {"annotations": {APPLIED_HASH: None}}, "spec": {"replicas": replicas}}
+        scaled: dict[str, Any] = await self._request(
+            path, "PATCH", body=body, header_params={"Content-Type": "application/merge-patch+json"},
+            query_params=[("fieldManager", FIELD_MANAGER)])
+        return scaled
+
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """Delete in the background (dependents by the garbage collector); False when already gone."""
         path = collection_path(api_version, kind).format(namespace=namespace) + f"/{name}"

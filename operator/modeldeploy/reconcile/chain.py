@@ -20,27 +20,21 @@ from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict
 from modeldeploy.api.revision import build_key_of, revision_of
 from modeldeploy.api.spec import SpecError, parse
 from modeldeploy.api.status import Status, desired_status, status_patch, transition_events
+from modeldeploy.metrics.torchserve import TorchServeMetrics
 from modeldeploy.reconcile.archive import ensure_archive
 from modeldeploy.reconcile.context import Cluster, ReconcileContext, Step
 from modeldeploy.reconcile.errors import ConflictError, NotFoundError
 from modeldeploy.reconcile.references import ensure_references_exist
-from modeldeploy.reconcile.serving import ensure_serving
+from modeldeploy.reconcile.rollout import ensure_rollout
 from modeldeploy.settings import OperatorIdentity
 
 MAX_CONFLICT_RETRIES = 3
 
 
-async def serve_stable(ctx: ReconcileContext) -> Verdict | None:
-    """The spec's revision is served as stable, by spec.serving.replicas pods."""
-    archive = ctx.status.archive
-    assert archive is not None, "the archive step settles only with an archive"
-    return await ensure_serving(ctx, "stable", ctx.revision.short, archive, ctx.deployment.spec.serving.replicas)
-
-
-STEPS: tuple[Step, ...] = (ensure_references_exist, ensure_archive, serve_stable)
-"""The chain, in order: references, then the archive, then serving. Each returns a Verdict (with
-`requeue_after` while something moves) or None once its part is settled, and sets the typed status
-fields it owns on `ctx.status`."""
+STEPS: tuple[Step, ...] = (ensure_references_exist, ensure_archive, ensure_rollout)
+"""The chain, in order: references, then the archive, then the rollout (the first revision straight to
+stable, later ones through a canary). Each returns a Verdict (with `requeue_after` while something
+moves) or None once its part is settled, and sets the typed status fields it owns on `ctx.status`."""
 
 
 def settled_verdict(ctx: ReconcileContext) -> Verdict:
@@ -65,7 +59,7 @@ class Outcome:
 
 
 async def reconcile(body: Mapping[str, Any], cluster: Cluster, operator: OperatorIdentity, now: datetime,
-                    steps: Sequence[Step] = STEPS) -> Outcome:
+                    steps: Sequence[Step] = STEPS, torchserve: TorchServeMetrics | None = None) -> Outcome:
     """Run the chain on one object until a step stops it."""
     generation = int((body.get("metadata") or {}).get("generation") or 0)
     current = Status.parse(body.get("status"))
@@ -82,6 +76,8 @@ async def reconcile(body: Mapping[str, Any], cluster: Cluster, operator: Operato
         operator=operator,
         cluster=cluster,
         now=now,
+        annotations=dict((body.get("metadata") or {}).get("annotations") or {}),
+        torchserve=torchserve,
     )
     for step in steps:
         verdict = await step(ctx)
@@ -101,7 +97,8 @@ class Report:
 
 async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, operator: OperatorIdentity,
                                steps: Sequence[Step] = STEPS,
-                               now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Report:
+                               now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                               torchserve: TorchServeMetrics | None = None) -> Report:
     """Reconcile and write the status if, and only if, it differs from the stored one."""
     current_body: Mapping[str, Any] | None = body
     for _ in range(MAX_CONFLICT_RETRIES):
@@ -109,7 +106,7 @@ async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, operat
             return Report(None, False, ())
         metadata = current_body.get("metadata") or {}
         moment = now()
-        outcome = await reconcile(current_body, cluster, operator, moment, steps)
+        outcome = await reconcile(current_body, cluster, operator, moment, steps, torchserve)
         current_status = current_body.get("status") or {}
         desired = desired_status(outcome.status, outcome.verdict, generation=outcome.generation, now=moment)
         patch = status_patch(current_status, desired.render())

@@ -17,6 +17,7 @@ from modeldeploy.api.conditions import EventNote, Verdict
 from modeldeploy.api.revision import Digest
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.api.status import Status
+from modeldeploy.metrics.torchserve import TorchServeMetrics
 from modeldeploy.settings import OperatorIdentity
 
 
@@ -34,6 +35,10 @@ class Children(Protocol):
     async def apply(self, desired: Mapping[str, Any], live: Mapping[str, Any] | None = None,
                     *, known: bool = False) -> tuple[dict[str, Any], bool]:
         """Make the object as desired unless it already is; returns (live object, written)."""
+        ...
+
+    async def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+        """Change only spec.replicas of a live object (NotFoundError when it is gone)."""
         ...
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
@@ -89,6 +94,10 @@ class ReconcileContext:
     cluster: Cluster
     now: datetime
     notes: list[EventNote] = dataclasses.field(default_factory=list)
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The object's annotations (a manual rollout request lives there)."""
+    torchserve: TorchServeMetrics | None = None
+    """The operator's long-lived TorchServe scraper (it keeps per-pod baselines); None: no measurement."""
 
     @property
     def children(self) -> Children:

@@ -1,7 +1,8 @@
 """The serving step: one revision served in one role by NAME-ROLE, its ConfigMap, Services, policy, budget.
 
-The role and the revision are arguments: today the chain serves the spec's revision as `stable`; a
-rollout serves a second revision as `canary` with the same step.
+The role and the revision are arguments: the rollout step (reconcile/rollout.py) serves the spec's
+revision as `stable` when no canary runs (`ensure_serving`), and renders either role from the spec with
+`apply_role` while one does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from modeldeploy import serving
 from modeldeploy.api.conditions import ConditionState, ConditionType, Phase, Reason, Verdict
-from modeldeploy.api.labels import other_revisions, role_revision_pods
+from modeldeploy.api.labels import LABEL_REVISION, other_revisions, role_revision_pods
 from modeldeploy.api.revision import Role
 from modeldeploy.api.status import ArchiveStatus
 from modeldeploy.reconcile.context import Children, ReconcileContext
@@ -24,9 +25,9 @@ PROBLEM_POLL_SECONDS = POLL_SECONDS * 5
 """How soon to look again at pods that fail: a user must act first."""
 
 
-async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archive: ArchiveStatus,
-                         replicas: int) -> Verdict | None:
-    """`revision` is served in `role` by `replicas` ready pods verifying `archive`; records it in status."""
+async def apply_role(ctx: ReconcileContext, role: Role, revision: str, archive: ArchiveStatus,
+                     replicas: int) -> dict[str, Any]:
+    """Render the spec's plan for `role` (ConfigMap, policy, Deployment, budget, Services); the live Deployment."""
     md, children = ctx.deployment, ctx.children
     plan = serving.plan_for(md, archive, revision, role, replicas, ctx.operator)
     deployment: dict[str, Any] | None = None
@@ -39,18 +40,33 @@ async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archi
         name = plan.deployment_name  # the budget is named after the Deployment it protects
         if await children.get("policy/v1", "PodDisruptionBudget", md.namespace, name) is not None:
             await children.delete("policy/v1", "PodDisruptionBudget", md.namespace, name)
+    assert deployment is not None
+    return deployment
+
+
+async def serving_problem(children: Children, namespace: str,
+                          pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """Why serving pods fail, a user must act on it: a digest mismatch, a model that does not load."""
+    return pod_problem(pods) or await _load_failure_in_logs(children, namespace, pods)
+
+
+async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archive: ArchiveStatus,
+                         replicas: int) -> Verdict | None:
+    """`revision` is served in `role` by `replicas` ready pods verifying `archive`; records it in status."""
+    md, children = ctx.deployment, ctx.children
+    deployment = await apply_role(ctx, role, revision, archive, replicas)
+    deployment_name = f"{md.name}-{role}"
     if role == "stable":
         ctx.status = dataclasses.replace(ctx.status, stable_revision=revision)
     else:
         ctx.status = dataclasses.replace(ctx.status, canary_revision=revision)
     archive_ok = ConditionState(ConditionType.ARCHIVE_READY, True, Reason.ARCHIVE_READY,
                                 f"Archive {archive.sha256[:12]} is in {archive.uri}")
-    assert deployment is not None
     if deployment_ready(deployment, replicas):
         await remove_other_revisions(children, md.namespace, md.name, revision)
         return None
     pods = await children.list("v1", "Pod", md.namespace, role_revision_pods(md.name, role, revision))
-    problem = pod_problem(pods) or await _load_failure_in_logs(children, md.namespace, pods)
+    problem = await serving_problem(children, md.namespace, pods)
     if problem is not None:
         reason, message = problem
         return Verdict.of(Phase.DEGRADED, reason, message, degraded=True, progressing=True,
@@ -61,7 +77,7 @@ async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archi
                           overrides=(archive_ok,), requeue_after=PROBLEM_POLL_SECONDS)
     status = deployment.get("status") or {}
     message = (f"Revision {revision}: {status.get('availableReplicas', 0)}/{replicas} pods ready "
-               f"in Deployment {plan.deployment_name}")
+               f"in Deployment {deployment_name}")
     stuck = waiting_problem(pods)
     if stuck:
         message = f"{message}; a pod cannot start: {stuck}"
@@ -69,10 +85,12 @@ async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archi
                       overrides=(archive_ok,), requeue_after=POLL_SECONDS)
 
 
-async def remove_other_revisions(children: Children, namespace: str, name: str, revision: str) -> None:
-    """Once every pod serves `revision`, the ConfigMaps of other revisions have no reader left."""
-    for old in await children.list("v1", "ConfigMap", namespace, other_revisions(name, revision)):
-        await children.delete("v1", "ConfigMap", namespace, old["metadata"]["name"])
+async def remove_other_revisions(children: Children, namespace: str, name: str, *revisions: str) -> None:
+    """Once every pod serves one of `revisions`, the ConfigMaps of other revisions have no reader left."""
+    keep = set(revisions)
+    for old in await children.list("v1", "ConfigMap", namespace, other_revisions(name, revisions[0])):
+        if (old["metadata"].get("labels") or {}).get(LABEL_REVISION) not in keep:
+            await children.delete("v1", "ConfigMap", namespace, old["metadata"]["name"])
 
 
 async def _load_failure_in_logs(children: Children, namespace: str,

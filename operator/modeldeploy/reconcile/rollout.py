@@ -1,0 +1,254 @@
+"""The rollout step: gather what the canary rules need, call `canary.decide`, apply the decision.
+
+It runs after the archive step. The first revision of an object, a replica change and the end of a
+promotion all come out of `decide` as "stable serves the spec's revision, no canary": that is the
+serving step as before (`ensure_serving`). Otherwise two Deployments are in play:
+
+- `NAME-stable` is rendered from the spec only while it serves the spec's revision (or is being
+  promoted to it, a rolling update with maxUnavailable 0). While a canary runs, or after a rollback,
+  the spec describes another revision: stable is kept as it is and only its replicas change.
+- `NAME-canary` is rendered from the spec (role canary, its own ConfigMap `NAME-REVISION` and the
+  verified archive), and deleted once the decision drops it (drained to zero).
+
+Replica counts come from `decide`, which never lets ready pods fall below spec.serving.replicas.
+ConfigMaps are removed only for revisions neither role's template serves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modeldeploy import serving
+from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict
+from modeldeploy.api.labels import (
+    LABEL_REVISION,
+    LABEL_ROLE,
+    deployment_selector,
+    other_revisions,
+    selector_text,
+)
+from modeldeploy.api.spec import TorchServeProvider
+from modeldeploy.api.status import ArchiveStatus, RolloutStatus
+from modeldeploy.canary import (
+    Decision,
+    Measurement,
+    Observations,
+    Policy,
+    RequestError,
+    RoleStatus,
+    RoleTarget,
+    RolloutState,
+    decide,
+    due_metrics,
+    request_from_annotations,
+)
+from modeldeploy.metrics import Pod, Target, provider_for
+from modeldeploy.metrics import Role as PodRole
+from modeldeploy.reconcile.context import ReconcileContext
+from modeldeploy.reconcile.pods import waiting_problem
+from modeldeploy.reconcile.serving import apply_role, ensure_serving, serving_problem
+
+DEPLOYMENT = ("apps/v1", "Deployment")
+BUDGET = ("policy/v1", "PodDisruptionBudget")
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _started(pod: Mapping[str, Any]) -> bool:
+    """The serving container passed its startup probe: the model loaded once (its metrics are worth asking)."""
+    return any(c.get("name") == serving.SERVING_CONTAINER and c.get("started")
+               for c in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def template_revision(deployment: Mapping[str, Any] | None) -> str | None:
+    """The revision a Deployment's pod template serves."""
+    if deployment is None:
+        return None
+    labels = ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+    return labels.get(LABEL_REVISION)
+
+
+def role_status(deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> RoleStatus:
+    """One role as `decide` sees it: template revision, spec.replicas, ready pods (any / the template's revision)."""
+    if deployment is None:
+        return RoleStatus(ready=sum(1 for p in pods if _ready(p)))
+    revision = template_revision(deployment)
+    ready = [p for p in pods if _ready(p)]
+    updated = sum(1 for p in ready if _labels(p).get(LABEL_REVISION) == revision)
+    return RoleStatus(revision=revision, replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
+                      ready=len(ready), ready_updated=updated)
+
+
+async def _not_ready_reason(ctx: ReconcileContext, pods: Sequence[Mapping[str, Any]]) -> str:
+    """Why canary pods are not ready, as the progress deadline will quote it (the model's log line first)."""
+    unready = [p for p in pods if not _ready(p)]
+    if not unready:
+        return ""
+    problem = await serving_problem(ctx.children, ctx.deployment.namespace, unready)
+    if problem is not None:
+        return problem[1]
+    stuck = waiting_problem(unready)
+    if stuck:
+        return stuck
+    return f"{len(unready)} pod(s) not ready: {', '.join(p['metadata']['name'] for p in unready)}"
+
+
+async def _measure(ctx: ReconcileContext, policy: Policy, state: RolloutState,
+                   pods: Sequence[Mapping[str, Any]]) -> tuple[Measurement, ...]:
+    """Take the measurements that are due: every serving pod whose model loaded once, canary pods of its revision."""
+    due = due_metrics(policy, state, ctx.now)
+    if not due:
+        return ()
+    md = ctx.deployment
+    targets: list[Pod] = []
+    for pod in pods:
+        role, ip = _labels(pod).get(LABEL_ROLE), (pod.get("status") or {}).get("podIP")
+        if not ip or not _started(pod) or role not in ("stable", "canary"):
+            continue
+        if role == "canary" and _labels(pod).get(LABEL_REVISION) != state.canary_revision:
+            continue  # a pod of an earlier canary still going: its numbers are not this revision's
+        targets.append(Pod(name=pod["metadata"]["name"], uid=pod["metadata"]["uid"], ip=ip, role=PodRole(role)))
+    target = Target(namespace=md.namespace, name=md.name, model_name=md.spec.model.name, pods=tuple(targets),
+                    metrics_port=md.spec.serving.metrics_port)
+    metrics = {m.name: m for m in md.spec.rollout.analysis.metrics}
+    measured: list[Measurement] = []
+    for item in due:
+        metric = metrics[item.metric]
+        if ctx.torchserve is None and isinstance(metric.provider, TorchServeProvider):
+            measured.append(Measurement(metric=metric.name, at=ctx.now, window_start=item.window_start,
+                                        error="no TorchServe scraper in this operator"))
+            continue
+        assert ctx.torchserve is not None or not isinstance(metric.provider, TorchServeProvider)
+        provider = provider_for(metric, ctx.torchserve)  # type: ignore[arg-type]
+        measured.append(await provider.measure(metric, target, item.window_start, ctx.now))
+    return tuple(measured)
+
+
+async def _apply_stable(ctx: ReconcileContext, target: RoleTarget, live: Mapping[str, Any] | None,
+                        archive: ArchiveStatus) -> None:
+    if target.revision == ctx.revision.short:
+        await apply_role(ctx, "stable", target.revision, archive, target.replicas)
+    elif live is not None and (live.get("spec") or {}).get("replicas") != target.replicas:
+        # The spec describes another revision: keep stable's template, change only how many pods it runs.
+        await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-stable",
+                                 target.replicas)
+
+
+async def _apply_canary(ctx: ReconcileContext, target: RoleTarget | None, live: Mapping[str, Any] | None,
+                        archive: ArchiveStatus) -> None:
+    md = ctx.deployment
+    name = f"{md.name}-canary"
+    if target is None:
+        if live is not None:
+            await ctx.children.delete(*DEPLOYMENT, md.namespace, name)
+        if await ctx.children.get(*BUDGET, md.namespace, name) is not None:
+            await ctx.children.delete(*BUDGET, md.namespace, name)
+        return
+    if target.revision == ctx.revision.short:
+        await apply_role(ctx, "canary", target.revision, archive, target.replicas)
+    elif live is not None and (live.get("spec") or {}).get("replicas") != target.replicas:
+        await ctx.children.scale(*DEPLOYMENT, md.namespace, name, target.replicas)
+
+
+async def _remove_unserved_configmaps(ctx: ReconcileContext, *revisions: str | None) -> None:
+    keep = {r for r in revisions if r}
+    md = ctx.deployment
+    others = other_revisions(md.name, ctx.revision.short)
+    for config in await ctx.children.list("v1", "ConfigMap", md.namespace, others):
+        if _labels(config).get(LABEL_REVISION) not in keep:
+            await ctx.children.delete("v1", "ConfigMap", md.namespace, config["metadata"]["name"])
+
+
+def _record(ctx: ReconcileContext, decision: Decision) -> None:
+    summary = decision.state.summary()
+    ctx.status = dataclasses.replace(
+        ctx.status,
+        stable_revision=summary["stableRevision"],
+        canary_revision=summary["canaryRevision"],
+        rollout=RolloutStatus(current_step=summary["currentStep"], canary_weight=summary["canaryWeight"],
+                              state=decision.state.to_dict(), analysis=summary["analysis"]),
+    )
+    ctx.notes.extend(EventNote(e.type, e.reason, e.message) for e in decision.events)
+
+
+def _verdict(decision: Decision, canary_problem: str) -> Verdict:
+    """The phase and the kstatus conditions of a rollout that is not settled.
+
+    Progressing/Paused: Ready False, Progressing True. Rolling back: Degraded True, Progressing True.
+    RolledBack: Ready False and Degraded True with the abort reason, Progressing False (nothing moves
+    until the spec changes or a user retries).
+    """
+    state = decision.state
+    requeue = decision.requeue_after.total_seconds() if decision.requeue_after is not None else None
+    message = decision.message
+    if canary_problem and state.canary_revision is not None:
+        message = f"{message}; canary pods not ready: {canary_problem}"
+    aborted = state.aborted.reason.value if state.aborted is not None else Reason.ROLLING_BACK
+    if decision.phase is Phase.ROLLED_BACK:
+        return Verdict.of(Phase.ROLLED_BACK, aborted, message, degraded=True, archive_ready=True,
+                          requeue_after=requeue)
+    if decision.phase is Phase.DEGRADED:
+        return Verdict.of(Phase.DEGRADED, aborted, message, degraded=True, progressing=True, archive_ready=True,
+                          requeue_after=requeue)
+    if decision.phase is Phase.PAUSED:
+        return Verdict.of(Phase.PAUSED, Reason.CANARY_PAUSED, message, progressing=True, archive_ready=True,
+                          requeue_after=requeue)
+    if state.promoting:
+        reason = Reason.PROMOTING
+    elif state.canary_revision is not None:
+        reason = Reason.CANARY_PROGRESSING
+    else:
+        reason = Reason.PODS_NOT_READY
+    return Verdict.of(Phase.PROGRESSING, reason, message, progressing=True, archive_ready=True,
+                      requeue_after=requeue)
+
+
+async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
+    """The spec's revision is served: straight to stable the first time, else through a canary."""
+    md, children = ctx.deployment, ctx.children
+    archive = ctx.status.archive
+    assert archive is not None, "the archive step settles only with an archive"
+    policy = Policy.from_spec(md.spec, ctx.revision.short)
+    state = RolloutState.from_dict(ctx.status.rollout.state)
+    stable_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-stable")
+    canary_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-canary")
+    pods = [p for p in await children.list("v1", "Pod", md.namespace, selector_text(deployment_selector(md.name)))
+            if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    by_role: dict[str, list[Mapping[str, Any]]] = {"stable": [], "canary": []}
+    for pod in pods:
+        by_role.setdefault(_labels(pod).get(LABEL_ROLE) or "", []).append(pod)
+    stable = role_status(stable_live, by_role["stable"])
+    canary = role_status(canary_live, by_role["canary"])
+    canary_problem = ""
+    if canary.revision is not None and canary.ready_at_revision < canary.replicas:
+        own = [p for p in by_role["canary"] if _labels(p).get(LABEL_REVISION) == canary.revision]
+        canary_problem = await _not_ready_reason(ctx, own)
+        canary = dataclasses.replace(canary, not_ready_reason=canary_problem)
+    try:
+        request = request_from_annotations(ctx.annotations)
+    except RequestError as error:
+        request = None
+        ctx.notes.append(EventNote("Warning", "InvalidRequest", str(error)))
+    measurements = await _measure(ctx, policy, state, pods)
+    decision = decide(policy, state, Observations(stable=stable, canary=canary, measurements=measurements,
+                                                  request=request), ctx.now)
+    _record(ctx, decision)
+    await _apply_canary(ctx, decision.canary, canary_live, archive)
+    if decision.canary is None and decision.stable.revision == ctx.revision.short:
+        # No canary: the spec's revision is stable (first revision, replica change, promotion done).
+        # Its Deployment's own status says when it is whole.
+        return await ensure_serving(ctx, "stable", decision.stable.revision, archive, decision.stable.replicas)
+    await _apply_stable(ctx, decision.stable, stable_live, archive)
+    await _remove_unserved_configmaps(ctx, template_revision(stable_live), template_revision(canary_live),
+                                      decision.stable.revision,
+                                      decision.canary.revision if decision.canary is not None else None)
+    return _verdict(decision, canary_problem)

@@ -1,0 +1,384 @@
+"""A new revision rolls out as a canary on real TorchServe pods: promoted on evidence, rolled back on its own.
+
+Each scenario runs in its own namespace with 2 replicas, short analysis intervals and a bounded load
+(count and time limited) spread over the ready endpoints of the Service `iris`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.canary_support import Load, StatusLine
+from e2e.helpers import OperatorProcess, apply, condition, iris, mdep, wait_phase
+from localcluster import LocalCluster
+from support import REPO, kubectl_json, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
+
+INTERVAL = 5
+FAILURE_LIMIT = 1
+DEADLINE = 60
+BOUND = 0.1
+
+
+def rollout(steps: list[dict[str, Any]] | None = None, **analysis: Any) -> dict[str, Any]:
+    return {
+        "steps": steps or [{"weight": 50, "pause": "5s"}, {"weight": 100}],
+        "analysis": {"interval": f"{INTERVAL}s", "failureLimit": FAILURE_LIMIT, "consecutiveErrorLimit": 2,
+                     "minRequests": 10,
+                     "metrics": [{"name": "error-rate", "provider": {"torchserve": {"metric": "error-rate"}},
+                                  "max": BOUND}],
+                     **analysis},
+        "progressDeadlineSeconds": DEADLINE,
+    }
+
+
+def version(name: str, **rollout_spec: Any) -> dict[str, Any]:
+    """The iris spec serving version `name` (a folder of the claim `models`) with the test rollout."""
+    model = {"version": {"1": "1", "2": "2", "faulty": "2-faulty", "broken": "2-broken"}[name],
+             "serializedFile": {"uri": f"pvc://models/iris/{name}/model.pt"},
+             "configFile": {"uri": f"pvc://models/iris/{name}/model-config.yaml"}}
+    document = iris(replicas=2, rollout=rollout(**rollout_spec))
+    document["spec"]["model"].update(model)
+    return document
+
+
+@pytest.fixture(scope="session")
+def iris_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """v1, v2 and faulty (30 % of requests answered 503), trained here once per session."""
+    root = tmp_path_factory.mktemp("iris-versions")
+    for name, extra in (("1", ["--version", "v1"]), ("2", ["--version", "v2"]),
+                        ("faulty", ["--version", "faulty", "--failure-fraction", "0.3"])):
+        subprocess.run([sys.executable, str(REPO / "model_archives/iris/train.py"), "--out", str(root / name),
+                        *extra], check=True, capture_output=True)
+    return root
+
+
+@pytest.fixture
+def versions(models: Path, iris_builds: Path) -> Path:
+    """The claim `models` with iris/{1,2,faulty,broken}/{model.pt,model-config.yaml}."""
+    for name in ("1", "2", "faulty"):
+        folder = models / "iris" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in ("model.pt", "model-config.yaml"):
+            shutil.copy(iris_builds / name / file, folder / file)
+    broken = models / "iris" / "broken"
+    broken.mkdir()
+    (broken / "model.pt").write_bytes(b"these bytes are not a TorchScript model\n")
+    shutil.copy(iris_builds / "2" / "model-config.yaml", broken / "model-config.yaml")
+    for path in models.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return models
+
+
+def healthy_v1(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
+    apply(cluster, namespace, version("1"))
+    return wait_phase(cluster, namespace, "Healthy", timeout=240)
+
+
+def events(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json(cluster, "get", "events", "-n", namespace,
+                                               "--field-selector", "involvedObject.kind=ModelDeployment")["items"]
+    return items
+
+
+def pod_ips(cluster: LocalCluster, namespace: str, role: str) -> set[str]:
+    pods = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", f"modeldeploy.dev/role={role}")["items"]
+    return {p["status"]["podIP"] for p in pods if p.get("status", {}).get("podIP")}
+
+
+def deployments(cluster: LocalCluster, namespace: str) -> list[str]:
+    items = kubectl_json(cluster, "get", "deployments", "-n", namespace)["items"]
+    return sorted(d["metadata"]["name"] for d in items)
+
+
+def test_a_good_version_under_load_is_promoted_step_by_step_without_a_failed_request(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
+        applied = time.monotonic()
+        apply(cluster, namespace, version("2"))
+        body = wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") == "Healthy"
+                                 and b["status"].get("stableRevision") != first["status"]["revision"] else None)(
+            mdep(cluster, namespace)), timeout=300, interval=0.5, message="v2 promoted")
+        promoted = time.monotonic()
+        time.sleep(3)  # requests keep flowing while the canary pods end
+    assert isinstance(body, dict)
+    status = body["status"]
+    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}")
+    for at, entry in line.lines:
+        print(f"{at - applied:7.1f} s  {entry.get('phase'):12} step={entry.get('currentStep')} "
+              f"weight={(entry.get('rollout') or {}).get('weight')} effective={entry.get('canaryWeight')}")
+
+    assert status["stableRevision"] == status["revision"] and "canaryRevision" not in status
+    assert line.weights() == [50, 100]
+    # each step before the last had a Successful measurement at its weight before it advanced
+    step_events = [e for e in events(cluster, namespace) if e["reason"] in ("CanaryStep", "Promoting", "Promoted")]
+    assert {e["reason"] for e in step_events} >= {"Promoting", "Promoted"}
+    assert any(entry.get("analysis", {}).get("measurements") and any(
+        m["phase"] == "Successful" for m in entry["analysis"]["measurements"]) for _, entry in line.lines)
+    codes = load.codes()
+    assert sum(codes.values()) > 100
+    assert set(codes) == {200}, load.failures(applied)
+    assert min(count for at, count in load.capacity if at >= applied) >= 2
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+    configmaps = kubectl_json(cluster, "get", "configmaps", "-n", namespace, "-l",
+                              "modeldeploy.dev/deployment=iris")["items"]
+    assert [c["metadata"]["name"] for c in configmaps] == [f"iris-{status['revision']}"]
+
+
+def test_a_faulty_version_is_rolled_back_on_its_own_with_stable_at_full_capacity(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    stable_revision = first["status"]["revision"]
+    with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
+        applied = time.monotonic()
+        apply(cluster, namespace, version("faulty"))
+        canary_ips: set[str] = set()
+
+        def rolled_back() -> dict[str, Any] | None:
+            canary_ips.update(pod_ips(cluster, namespace, "canary"))
+            body = mdep(cluster, namespace)
+            return body if (body.get("status") or {}).get("phase") == "RolledBack" else None
+
+        body = wait_for(rolled_back, timeout=300, interval=0.5, message="the faulty version rolled back")
+    assert isinstance(body, dict)
+    status = body["status"]
+    first_canary_answer = load.first_answer_from(canary_ips)
+    aborted_at = line.first(lambda s: bool((s.get("rollout") or {}).get("aborted")))
+    assert first_canary_answer is not None and aborted_at is not None
+    onset_to_rollback = aborted_at - first_canary_answer
+    print(f"apply -> rolled back: {aborted_at - applied:.1f} s; first canary answer -> rollback: "
+          f"{onset_to_rollback:.1f} s; requests {load.codes()}")
+    assert onset_to_rollback <= INTERVAL * (FAILURE_LIMIT + 1) + 30
+
+    assert status["stableRevision"] == stable_revision and "canaryRevision" not in status
+    aborted = status["rollout"]["aborted"]
+    assert aborted["reason"] == "AnalysisFailed" and aborted["revision"] == status["revision"]
+    assert "error-rate" in aborted["message"] and f"max {BOUND:g}" in aborted["message"]
+    ready = condition(body, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AnalysisFailed")
+    assert condition(body, "Degraded")["status"] == "True"
+    warning = [e for e in events(cluster, namespace) if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
+    assert warning and "error-rate = 0." in warning[0]["message"] and f"max {BOUND:g}" in warning[0]["message"]
+    # stable kept serving at full size: never fewer than 2 ready endpoints, and stable's answers all 200
+    assert min(count for at, count in load.capacity if at >= applied) >= 2
+    stable_ips = pod_ips(cluster, namespace, "stable")
+    assert {a.code for a in load.answers if a.address in stable_ips} == {200}
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+    # rolled back stays rolled back: the spec still names the faulty revision, nothing is retried
+    time.sleep(INTERVAL)
+    assert mdep(cluster, namespace)["status"]["phase"] == "RolledBack"
+
+
+def rollout_state(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
+    return dict((mdep(cluster, namespace).get("status") or {}).get("rollout") or {})
+
+
+def wait_rollout(cluster: LocalCluster, namespace: str, predicate: Any, message: str,
+                 timeout: float = 180) -> dict[str, Any]:
+    body = wait_for(lambda: (lambda b: b if predicate(b.get("status") or {}) else None)(mdep(cluster, namespace)),
+                    timeout=timeout, interval=0.5, message=message)
+    assert isinstance(body, dict)
+    return body
+
+
+def successes(status: dict[str, Any]) -> int:
+    return int(((status.get("rollout") or {}).get("metrics") or {}).get("error-rate", {}).get("successesAtStep", 0))
+
+
+def test_without_traffic_nothing_is_promoted_and_the_deadline_aborts_with_insufficient_data(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    healthy_v1(cluster, namespace)
+    document = version("2")
+    document["spec"]["rollout"]["progressDeadlineSeconds"] = 45
+    apply(cluster, namespace, document)
+    started = wait_rollout(cluster, namespace, lambda s: s.get("canaryRevision"), "the canary to start")
+    body = wait_phase(cluster, namespace, "RolledBack", timeout=180)
+    aborted = body["status"]["rollout"]["aborted"]
+    assert aborted["reason"] == "InsufficientData", aborted
+    assert "no Successful measurement of error-rate" in aborted["message"]
+    began = datetime.fromisoformat(started["status"]["rollout"]["stepStartedAt"].replace("Z", "+00:00"))
+    at = datetime.fromisoformat(aborted["at"].replace("Z", "+00:00"))
+    assert 45 <= (at - began).total_seconds() <= 45 + 15
+    reasons = {e["reason"] for e in events(cluster, namespace)}
+    assert "InsufficientData" in reasons and "Promoting" not in reasons and "Promoted" not in reasons
+    assert body["status"]["stableRevision"] != body["status"]["revision"]
+
+
+def container_processes(cluster: LocalCluster, namespace: str, role: str) -> list[int]:
+    """Every process of the role's TorchServe containers (the node agent runs them as host processes)."""
+    pids: list[int] = []
+    for pod in kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", f"modeldeploy.dev/role={role}")["items"]:
+        for pidfile in (cluster.dir / "pods" / pod["metadata"]["uid"]).glob("containers/torchserve/pid"):
+            namespace_link = os.readlink(f"/proc/{int(pidfile.read_text())}/ns/pid")
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        if os.readlink(entry / "ns" / "pid") == namespace_link:
+                            pids.append(int(entry.name))
+                    except OSError:
+                        continue
+    return pids
+
+
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def test_an_unreachable_canary_metrics_port_is_an_error_never_a_pass_and_aborts_past_the_limit(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    healthy_v1(cluster, namespace)
+    # One step that holds for a promote request: analysis runs on while it waits.
+    with Load(cluster, namespace, rate=10, seconds=300):
+        apply(cluster, namespace, version("2", steps=[{"weight": 50}, {"weight": 100}], consecutiveErrorLimit=1))
+        wait_rollout(cluster, namespace, lambda s: s.get("phase") == "Paused" and successes(s) >= 1,
+                     "the canary paused with evidence")
+        pids = container_processes(cluster, namespace, "canary")
+        assert pids
+
+        # A short outage: one scrape times out, the next one after the retry succeeds.
+        signal_all(pids, signal.SIGSTOP)
+        wait_rollout(cluster, namespace,
+                     lambda s: s["rollout"]["metrics"]["error-rate"].get("consecutiveErrors", 0) == 1,
+                     "a provider error", timeout=60)
+        signal_all(pids, signal.SIGCONT)
+        body = wait_rollout(cluster, namespace,
+                            lambda s: s["rollout"]["metrics"]["error-rate"].get("consecutiveErrors", 0) == 0,
+                            "the error streak to reset", timeout=60)
+        counters = body["status"]["rollout"]["metrics"]["error-rate"]
+        assert counters["failed"] == 0 and "aborted" not in body["status"]["rollout"]
+        assert body["status"]["phase"] == "Paused"
+        assert any(m["verdict"] == "Error" for m in counters["measurements"])
+
+        # A long one: errors past consecutiveErrorLimit abort.
+        pids = container_processes(cluster, namespace, "canary")
+        signal_all(pids, signal.SIGSTOP)
+        try:
+            body = wait_phase(cluster, namespace, "RolledBack", timeout=120)
+        finally:
+            signal_all(pids, signal.SIGCONT)
+    aborted = body["status"]["rollout"]["aborted"]
+    assert aborted["reason"] == "MetricsUnavailable", aborted
+    assert "provider errors in a row" in aborted["message"] and "timed out" in aborted["message"]
+
+
+def test_a_canary_whose_model_fails_to_load_is_aborted_at_the_deadline_with_the_models_log_line(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    (versions / "iris" / "broken_handler.py").write_text(
+        "from ts.torch_handler.base_handler import BaseHandler\n\n\n"
+        "class Broken(BaseHandler):\n"
+        "    def initialize(self, context):\n"
+        "        raise RuntimeError('the weights do not match this handler')\n\n\n"
+        "_service = Broken()\n\n\n"
+        "def handle(data, context):\n"
+        "    if not _service.initialized:\n"
+        "        _service.initialize(context)\n"
+        "    return _service.handle(data, context)\n")
+    (versions / "iris" / "broken_handler.py").chmod(0o644)
+    healthy_v1(cluster, namespace)
+    document = version("2")
+    document["spec"]["model"]["handler"] = {"uri": "pvc://models/iris/broken_handler.py"}
+    document["spec"]["rollout"]["progressDeadlineSeconds"] = 30
+    apply(cluster, namespace, document)
+    body = wait_phase(cluster, namespace, "RolledBack", timeout=240)
+    aborted = body["status"]["rollout"]["aborted"]
+    assert aborted["reason"] == "ProgressDeadlineExceeded", aborted
+    assert "the weights do not match this handler" in aborted["message"]
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+
+
+def test_a_new_revision_mid_canary_restarts_at_step_zero_and_the_stable_spec_returns_at_once(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    steps = [{"weight": 10, "pause": "2s"}, {"weight": 50}, {"weight": 100}]
+    with Load(cluster, namespace, rate=10, seconds=300):
+        apply(cluster, namespace, version("2", steps=steps))
+        at_step_2 = wait_rollout(cluster, namespace, lambda s: s.get("currentStep") == 1, "step 2")
+        old_canary = at_step_2["status"]["canaryRevision"]
+        changed = version("2", steps=steps)
+        changed["spec"]["model"]["config"]["batchSize"] = 4  # a new revision, the same archive
+        apply(cluster, namespace, changed)
+        restarted = wait_rollout(cluster, namespace, lambda s: s.get("canaryRevision") not in (None, old_canary),
+                                 "the new canary")
+    status = restarted["status"]
+    assert status["currentStep"] == 0 and status["rollout"]["stepIndex"] == 0
+    assert successes(status) == 0 and status["rollout"]["metrics"].get("error-rate", {}).get("failed", 0) == 0
+    assert any(e["reason"] == "CanaryStarted" and "spec changed during the canary" in e["message"]
+               for e in events(cluster, namespace))
+
+    apply(cluster, namespace, version("1", steps=steps))
+    back = wait_rollout(cluster, namespace, lambda s: not s.get("canaryRevision"), "the canary cancelled",
+                        timeout=60)
+    assert back["status"]["stableRevision"] == first["status"]["revision"] == back["status"]["revision"]
+    assert any(e["reason"] == "CanaryCancelled" for e in events(cluster, namespace))
+    wait_phase(cluster, namespace, "Healthy", timeout=60)
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+
+
+def kill_and_restart(operator: OperatorProcess, down_seconds: float = 3) -> None:
+    assert operator.process is not None
+    os.killpg(operator.process.pid, signal.SIGKILL)
+    operator.process.wait()
+    time.sleep(down_seconds)
+    operator.start()
+
+
+def test_a_killed_operator_resumes_at_the_same_step_and_a_stepless_pause_waits_for_a_promote_request(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    healthy_v1(cluster, namespace)
+    steps = [{"weight": 50, "pause": "75s"}, {"weight": 60}, {"weight": 100}]
+    with Load(cluster, namespace, rate=10, seconds=400):
+        apply(cluster, namespace, version("2", steps=steps))
+        during = wait_rollout(cluster, namespace, lambda s: s.get("currentStep") == 0 and successes(s) >= 1,
+                              "a Successful measurement at step 1")
+        generation = during["metadata"]["generation"]
+        before = during["status"]["rollout"]
+        kill_and_restart(operator)
+        resumed = wait_rollout(cluster, namespace,
+                               lambda s: s["rollout"]["metrics"]["error-rate"].get("lastMeasuredAt")
+                               != before["metrics"]["error-rate"].get("lastMeasuredAt"),
+                               "a measurement by the restarted operator", timeout=60)["status"]["rollout"]
+        assert (resumed["stepIndex"], resumed["stepStartedAt"]) == (0, before["stepStartedAt"])
+        counters, earlier = resumed["metrics"]["error-rate"], before["metrics"]["error-rate"]
+        assert counters["failed"] == earlier["failed"] and counters["successesAtStep"] >= earlier["successesAtStep"]
+
+        paused = wait_rollout(cluster, namespace, lambda s: s.get("phase") == "Paused", "the stepless pause",
+                              timeout=120)
+        held = paused["status"]["rollout"]
+        assert held["stepIndex"] == 1 and held["pause"]["reason"] == "step"
+        kill_and_restart(operator)
+        time.sleep(2 * INTERVAL)
+        again = mdep(cluster, namespace)
+        assert again["status"]["phase"] == "Paused"
+        assert (again["status"]["rollout"]["stepIndex"], again["status"]["rollout"]["pause"]) == (1, held["pause"])
+
+        request = json.dumps({"action": "promote", "revision": again["status"]["canaryRevision"],
+                              "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": "e2e"})
+        cluster.kubectl("annotate", "mdep", "iris", "-n", namespace, f"modeldeploy.dev/request={request}",
+                        "--overwrite")
+        promoted = wait_phase(cluster, namespace, "Healthy", timeout=180)
+    assert promoted["status"]["stableRevision"] == promoted["status"]["revision"]
+    assert promoted["metadata"]["generation"] == generation
+    assert promoted["status"]["rollout"]["lastRequest"]["action"] == "promote"
