@@ -2,10 +2,9 @@
 chart, so its pod is annotated for scraping) and the serving pods: the dashboard's queries return
 weight and each role's error rate, and the rollback alert's expression names the rollback.
 
-Needs the canary engine (tests/e2e/canary_support.py, the faulty iris version) and the cluster's
-Prometheus (the `prometheus` fixture); without them it is skipped, saying which is missing. The
-objects the operator writes are saved to $MODELDEPLOY_OBSERVED_OBJECTS when set, for
-tests/unit/test_gitops_health.py to judge.
+Uses the canary scenarios' fixtures (tests/e2e/test_canary.py, the faulty iris version) and the
+cluster's Prometheus (the `prometheus` fixture). The objects the operator writes are saved to
+$MODELDEPLOY_OBSERVED_OBJECTS when set, for tests/unit/test_gitops_health.py to judge.
 """
 
 from __future__ import annotations
@@ -23,16 +22,14 @@ import pytest
 import yaml
 
 from dashboard import CHART, FROM_TORCHSERVE, alert_expression, dashboard_expressions
+from e2e import canary_support
+from e2e.helpers import apply, mdep, wait_phase
+from e2e.test_canary import iris_builds, version, versions  # noqa: F401  (fixtures used below)
 from localcluster import LocalCluster
 from support import REPO, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
 
-canary_support = pytest.importorskip("e2e.canary_support", reason="needs the canary engine's end-to-end support")
-canary_tests = pytest.importorskip("e2e.test_canary", reason="needs the canary engine's end-to-end scenarios")
-from e2e.test_canary import iris_builds, version, versions  # noqa: E402, F401  (fixtures used below)
-
-from e2e.helpers import apply, mdep, wait_phase  # noqa: E402
 
 SYSTEM = "modeldeploy-system"
 
@@ -44,12 +41,8 @@ def helm() -> str:
 
 
 @pytest.fixture(scope="module")
-def prometheus_url(request: pytest.FixtureRequest) -> str:
-    try:
-        url: str = request.getfixturevalue("prometheus")
-    except pytest.FixtureLookupError:
-        pytest.skip("needs the local cluster's Prometheus (the `prometheus` fixture)")
-    return url
+def prometheus_url(prometheus: str) -> str:
+    return prometheus
 
 
 @pytest.fixture(scope="module")
