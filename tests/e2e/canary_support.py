@@ -24,10 +24,13 @@ class Answer:
 
 @dataclass
 class Load:
-    """Requests to the ready endpoints of the Service `iris`, at `rate` per second, for at most `seconds`
-    and `rate * seconds` requests: spread over the ready pods as kube-proxy spreads connections.
+    """Requests to the Service `iris`'s ClusterIP, at `rate` per second, for at most `seconds` and
+    `rate * seconds` requests: kube-proxy spreads them over the ready pods of both roles, as it does for
+    any client of the Service.
 
-    The addresses are re-read every `refresh` seconds; `capacity` keeps (time, number of ready endpoints).
+    The Service's ready endpoints are read every `refresh` seconds: `capacity` keeps (time, number of
+    ready endpoints) and `endpoints` (time, the ready addresses), which tell when a pod began to take
+    traffic.
     """
 
     cluster: LocalCluster
@@ -37,11 +40,15 @@ class Load:
     refresh: float = 1.0
     answers: list[Answer] = field(default_factory=list)
     capacity: list[tuple[float, int]] = field(default_factory=list)
+    endpoints: list[tuple[float, frozenset[str]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _addresses: list[str] = field(default_factory=list)
+    _service_ip: str = ""
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def __enter__(self) -> Load:
+        self._service_ip = self.cluster.kubectl("get", "svc", "iris", "-n", self.namespace, "-o",
+                                                "jsonpath={.spec.clusterIP}").stdout.strip()
+        assert self._service_ip, "the Service iris has no ClusterIP"
         self._read_addresses()
         self._threads = [threading.Thread(target=self._watch_endpoints, daemon=True),
                          threading.Thread(target=self._send, daemon=True)]
@@ -62,8 +69,9 @@ class Load:
             found = ready_addresses(self.cluster, self.namespace, "iris")
         except Exception:
             return
-        self._addresses = sorted(found)
-        self.capacity.append((time.monotonic(), len(found)))
+        now = time.monotonic()
+        self.capacity.append((now, len(found)))
+        self.endpoints.append((now, frozenset(found)))
 
     def _watch_endpoints(self) -> None:
         while not self._stop.wait(self.refresh):
@@ -74,20 +82,17 @@ class Load:
         limit = int(self.rate * self.seconds)
         sent = 0
         while not self._stop.is_set() and sent < limit and time.monotonic() - start < self.seconds:
-            addresses = list(self._addresses)
-            if addresses:
-                address = addresses[sent % len(addresses)]
-                error = ""
-                try:
-                    code, body = predict(address, ROWS, timeout=10)
-                    if code != 200:
-                        error = str(body)[:200]
-                except OSError as failure:
-                    code, error = 0, str(failure)
-                self.answers.append(Answer(time.monotonic(), address, code, error))
-                sent += 1
+            error = ""
+            try:
+                code, body = predict(self._service_ip, ROWS, timeout=10)
+                if code != 200:
+                    error = str(body)[:200]
+            except OSError as failure:
+                code, error = 0, str(failure)
+            self.answers.append(Answer(time.monotonic(), self._service_ip, code, error))
+            sent += 1
             next_at = start + sent / self.rate
-            self._stop.wait(max(0.0, next_at - time.monotonic()) if addresses else 0.2)
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def codes(self, since: float = 0.0) -> Counter[int]:
         return Counter(a.code for a in self.answers if a.at >= since)
@@ -102,7 +107,11 @@ class Load:
         return out
 
     def first_answer_from(self, addresses: set[str]) -> float | None:
-        return next((a.at for a in self.answers if a.address in addresses), None)
+        """When one of `addresses` first stood among the Service's ready endpoints while load was sent."""
+        for at, ready in self.endpoints:
+            if ready & addresses and any(a.at >= at for a in self.answers):
+                return at
+        return None
 
 
 @dataclass
