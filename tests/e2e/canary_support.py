@@ -12,6 +12,7 @@ from e2e.helpers import mdep, predict, ready_addresses
 from localcluster import LocalCluster
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+RESPONSE_TIMEOUT_SECONDS = 30  # spec.model.config.responseTimeoutSeconds of the iris sample
 
 
 @dataclass
@@ -84,7 +85,9 @@ class Load:
         while not self._stop.is_set() and sent < limit and time.monotonic() - start < self.seconds:
             error = ""
             try:
-                code, body = predict(self._service_ip, ROWS, timeout=10)
+                # A client waits as long as the model's response timeout allows: on two cores a new
+                # pod's JVM start can hold an answer for seconds, which is slow, not lost.
+                code, body = predict(self._service_ip, ROWS, timeout=RESPONSE_TIMEOUT_SECONDS)
                 if code != 200:
                     error = str(body)[:200]
             except OSError as failure:

@@ -85,10 +85,11 @@ def test_prometheus_shows_a_faulty_canary_and_its_rollback(
     apply(cluster, namespace, version("1"))
     save_observed(wait_phase(cluster, namespace, "Healthy", timeout=240), "healthy")
 
-    phases = wait_for(lambda: query(prometheus_url, f"modeldeploy_phase{{{md}}} == 1"), timeout=60,
+    # Prometheus sees the phase one scrape later than the object does: wait for the scrape that has it.
+    phases = wait_for(lambda: query(prometheus_url, f'modeldeploy_phase{{{md}, phase="Healthy"}} == 1'), timeout=60,
                       message="the operator's series in Prometheus, labelled with the ModelDeployment's namespace "
                               "(a scrape job without honor_labels renames it exported_namespace)")
-    assert isinstance(phases, list) and phases[0]["metric"]["phase"] == "Healthy"
+    assert isinstance(phases, list) and [p["metric"]["phase"] for p in phases] == ["Healthy"]
 
     errors_by_role = next(expr for where, expr in dashboard_expressions(namespace) if "Error rate" in where)
     with canary_support.Load(cluster, namespace, rate=12, seconds=300):
