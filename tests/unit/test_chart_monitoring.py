@@ -3,8 +3,7 @@ promtool parses every expression and runs the alerts' unit tests, and a real Pro
 scrapes the operator's real /metrics endpoint and answers every dashboard query.
 
 The operator's metrics are fed here the way the reconcile feeds them (one call per reconcile with
-the rendered status and the Events); the end-to-end test on the local cluster scrapes a real
-operator during a canary (tests/e2e/test_observability_during_canary.py).
+the rendered status and the Events).
 """
 
 from __future__ import annotations
