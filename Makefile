@@ -49,7 +49,7 @@ test-unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit -q
 
 test: setup lint
-	$(VENV)/bin/pytest tests -q -ra
+	$(VENV)/bin/pytest tests -q -ra --durations=30
 
 demo: setup
 	$(PY) hack/demo.py
