@@ -26,6 +26,7 @@ from modeldeploy.canary.requests import (
     request_from_annotations,
 )
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict
+from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample, judge, wilson_interval
 from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
 
@@ -49,6 +50,7 @@ __all__ = [
     "RolloutState",
     "Sample",
     "Split",
+    "TrafficRouter",
     "Verdict",
     "decide",
     "desired_replicas",

@@ -49,6 +49,7 @@ from modeldeploy.metrics import Role as PodRole
 from modeldeploy.reconcile.context import ReconcileContext
 from modeldeploy.reconcile.pods import waiting_problem
 from modeldeploy.reconcile.serving import apply_role, ensure_serving, serving_problem
+from modeldeploy.routers import router_for
 
 DEPLOYMENT = ("apps/v1", "Deployment")
 BUDGET = ("policy/v1", "PodDisruptionBudget")
@@ -217,7 +218,7 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
     md, children = ctx.deployment, ctx.children
     archive = ctx.status.archive
     assert archive is not None, "the archive step settles only with an archive"
-    policy = Policy.from_spec(md.spec, ctx.revision.short)
+    policy = Policy.from_spec(md.spec, ctx.revision.short, router_for(md.spec.rollout.traffic_router))
     state = RolloutState.from_dict(ctx.status.rollout.state)
     stable_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-stable")
     canary_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-canary")
