@@ -24,7 +24,7 @@ from modeldeploy.canary.decide import (
     decide,
     due_metrics,
 )
-from modeldeploy.canary.requests import Action, ManualRequest
+from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest, RequestError
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict, format_time
 from modeldeploy.canary.verdicts import Bounds, Sample
 from modeldeploy.canary.weights import Split
@@ -464,6 +464,28 @@ def test_analysis_goes_on_during_a_user_pause_and_can_still_roll_back() -> None:
         world.wait(30)
         world.measure(BAD)
     assert world.state.aborted is not None and world.state.aborted.reason is AbortReason.ANALYSIS_FAILED
+
+
+def test_a_malformed_request_is_reported_once_and_again_only_for_a_new_text() -> None:
+    world = healthy_world()
+    world.settle()
+
+    def reconcile(text: str | None) -> None:
+        rejected = None if text is None else RejectedRequest.of(text, RequestError(f"not JSON: {text}"))
+        decision = decide(world.policy, world.state, Observations(world.stable, world.canary, rejected=rejected),
+                          world.now)
+        world.state = RolloutState.from_dict(json.loads(json.dumps(decision.state.to_dict())))
+        world.events += [(e.type, e.reason, e.message) for e in decision.events]
+        world.wait(5)
+
+    for text in ["{promote", "{promote", "{promote", "[]", "[]", None, "{promote"]:
+        reconcile(text)
+    assert [(kind, reason, message) for kind, reason, message in world.events if reason == "InvalidRequest"] == [
+        ("Warning", "InvalidRequest", "not JSON: {promote"),
+        ("Warning", "InvalidRequest", "not JSON: []"),
+        ("Warning", "InvalidRequest", "not JSON: {promote"),   # fixed in between, then broken again
+    ]
+    assert world.state.canary_revision == V2   # the canary went on meanwhile
 
 
 # --- idempotence and restarts -------------------------------------------------------------------------

@@ -353,3 +353,18 @@ def test_provider_errors_past_the_limit_roll_back_to_a_whole_stable_then_drop_th
         "False", "MetricsUnavailable")
     assert condition(cluster, "Degraded")["status"] == "True"
     assert condition(cluster, "Progressing")["status"] == "False"
+
+
+def test_a_malformed_request_annotation_is_warned_of_once_not_on_every_reconcile(cluster: MemoryCluster) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    cluster.model_deployments[(NS, NAME)]["metadata"]["annotations"] = {"modeldeploy.dev/request": "{promote"}
+
+    warnings = [e for seconds in (1, 2, 3, 4) for e in run_at(cluster, seconds).events if e.reason == "InvalidRequest"]
+
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    assert "modeldeploy.dev/request is not JSON" in warnings[0].message
+    assert status(cluster)["phase"] == "Progressing"   # the canary goes on

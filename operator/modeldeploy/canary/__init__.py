@@ -22,7 +22,9 @@ from modeldeploy.canary.requests import (
     REQUEST_ANNOTATION,
     Action,
     ManualRequest,
+    RejectedRequest,
     RequestError,
+    read_request,
     request_from_annotations,
 )
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict
@@ -44,6 +46,7 @@ __all__ = [
     "Observations",
     "PauseReason",
     "Policy",
+    "RejectedRequest",
     "RequestError",
     "RoleStatus",
     "RoleTarget",
@@ -58,6 +61,7 @@ __all__ = [
     "effective_weight",
     "judge",
     "next_measurements",
+    "read_request",
     "request_from_annotations",
     "target_split",
     "wilson_interval",

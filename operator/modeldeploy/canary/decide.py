@@ -21,7 +21,7 @@ from typing import Literal
 
 from modeldeploy.api.conditions import Phase
 from modeldeploy.api.spec import ModelDeploymentSpec, RolloutStep, TorchServeMetric, TorchServeProvider
-from modeldeploy.canary.requests import Action, ManualRequest
+from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest
 from modeldeploy.canary.state import (
     MAX_MEASUREMENTS,
     Aborted,
@@ -147,12 +147,14 @@ class Measurement:
 
 @dataclasses.dataclass(frozen=True)
 class Observations:
-    """What the reconcile step saw: both roles, the measurements taken, the manual request."""
+    """What the reconcile step saw: both roles, the measurements taken, the manual request (or the
+    malformed annotation in its place)."""
 
     stable: RoleStatus = RoleStatus()
     canary: RoleStatus = RoleStatus()
     measurements: tuple[Measurement, ...] = ()
     request: ManualRequest | None = None
+    rejected: RejectedRequest | None = None
 
 
 # --- outputs --------------------------------------------------------------------------------------
@@ -355,6 +357,13 @@ class _Run:
             self.update(aborted=None)
 
     def handle_request(self) -> None:
+        rejected = self.obs.rejected
+        digest = rejected.digest if rejected is not None else None
+        if digest != self.state.rejected_request:
+            # Reported once per malformed text; forgotten once the annotation is fixed or removed.
+            self.update(rejected_request=digest)
+            if rejected is not None:
+                self.event("Warning", "InvalidRequest", rejected.message)
         request = self.obs.request
         if request is None or request.handled == self.state.last_request:
             return

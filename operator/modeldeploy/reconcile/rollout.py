@@ -33,16 +33,17 @@ from modeldeploy.api.spec import TorchServeProvider
 from modeldeploy.api.status import ArchiveStatus, RolloutStatus
 from modeldeploy.canary import (
     Decision,
+    ManualRequest,
     Measurement,
     Observations,
     Policy,
-    RequestError,
+    RejectedRequest,
     RoleStatus,
     RoleTarget,
     RolloutState,
     decide,
     due_metrics,
-    request_from_annotations,
+    read_request,
 )
 from modeldeploy.metrics import Pod, Target, provider_for
 from modeldeploy.metrics import Role as PodRole
@@ -234,14 +235,12 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
         own = [p for p in by_role["canary"] if _labels(p).get(LABEL_REVISION) == canary.revision]
         canary_problem = await _not_ready_reason(ctx, own)
         canary = dataclasses.replace(canary, not_ready_reason=canary_problem)
-    try:
-        request = request_from_annotations(ctx.annotations)
-    except RequestError as error:
-        request = None
-        ctx.notes.append(EventNote("Warning", "InvalidRequest", str(error)))
+    request = read_request(ctx.annotations)
     measurements = await _measure(ctx, policy, state, pods)
-    decision = decide(policy, state, Observations(stable=stable, canary=canary, measurements=measurements,
-                                                  request=request), ctx.now)
+    decision = decide(policy, state, Observations(
+        stable=stable, canary=canary, measurements=measurements,
+        request=request if isinstance(request, ManualRequest) else None,
+        rejected=request if isinstance(request, RejectedRequest) else None), ctx.now)
     _record(ctx, decision)
     await _apply_canary(ctx, decision.canary, canary_live, archive)
     if decision.canary is None and decision.stable.revision == ctx.revision.short:
