@@ -21,6 +21,7 @@ class Answer:
     address: str
     code: int
     error: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Load:
         sent = 0
         while not self._stop.is_set() and sent < limit and time.monotonic() - start < self.seconds:
             error = ""
+            began = time.monotonic()
             try:
                 # A client waits as long as the model's response timeout allows: on two cores a new
                 # pod's JVM start can hold an answer for seconds, which is slow, not lost.
@@ -92,13 +94,17 @@ class Load:
                     error = str(body)[:200]
             except OSError as failure:
                 code, error = 0, str(failure)
-            self.answers.append(Answer(time.monotonic(), self._service_ip, code, error))
+            self.answers.append(Answer(time.monotonic(), self._service_ip, code, error, time.monotonic() - began))
             sent += 1
             next_at = start + sent / self.rate
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def codes(self, since: float = 0.0) -> Counter[int]:
         return Counter(a.code for a in self.answers if a.at >= since)
+
+    def slowest(self, count: int = 3) -> list[float]:
+        """The longest waits for an answer, in seconds, longest first."""
+        return sorted((round(a.seconds, 2) for a in self.answers), reverse=True)[:count]
 
     def failures(self, since: float = 0.0) -> list[str]:
         """Each failed request: when (seconds after `since`), where, what, and the ready endpoints then."""

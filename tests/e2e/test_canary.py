@@ -118,7 +118,7 @@ def test_a_good_version_under_load_is_promoted_step_by_step_without_a_failed_req
         time.sleep(3)  # requests keep flowing while the canary pods end
     assert isinstance(body, dict)
     status = body["status"]
-    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}")
+    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}; slowest answers {load.slowest()} s")
     for at, entry in line.lines:
         print(f"{at - applied:7.1f} s  {entry.get('phase'):12} step={entry.get('currentStep')} "
               f"weight={(entry.get('rollout') or {}).get('weight')} effective={entry.get('canaryWeight')}")
