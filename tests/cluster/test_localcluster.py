@@ -139,6 +139,35 @@ def test_failing_readiness_takes_the_pod_out_of_the_endpoint_slice(
     wait_for(lambda: endpoint_ready() == [False], timeout=30, message="the endpoint to turn not ready")
 
 
+def test_a_pod_replacing_another_gets_a_fresh_address_and_answers_its_first_request_at_once(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    # Probed only from inside, as our serving pods are: the host never talks to the pod before it is ready.
+    probe = {"exec": {"command": ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 8000), 1)"]},
+             "periodSeconds": 1}
+    server = {"container": {"readinessProbe": probe}, "restartPolicy": "Always"}
+
+    def started(name: str) -> str:
+        assert apply(cluster, namespace, pod(name, ["python3", "-m", "http.server", "8000"], **server)).returncode == 0
+        wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True"
+                             for c in pod_status(cluster, namespace, name).get("conditions") or []),
+                 timeout=60, message=f"pod {name} ready")
+        return str(pod_status(cluster, namespace, name)["podIP"])
+
+    def answer_within(address: str, seconds: float) -> int:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{address}:8000/", timeout=seconds) as response:
+            return int(response.status)
+
+    first = started("first")
+    assert answer_within(first, 5) == 200   # the host now maps the address to this pod
+    cluster.kubectl("delete", "pod", "first", "-n", namespace, "--wait=true")
+    second = started("second")
+
+    assert second != first
+    assert answer_within(second, 2) == 200
+
+
 def test_failing_liveness_probe_restarts_the_container(cluster: LocalCluster, namespace: str) -> None:
     manifest = pod("live", ["python3", "-m", "http.server", "8000"], restartPolicy="Always", container={
         "livenessProbe": {"httpGet": {"path": "/missing", "port": 8000}, "periodSeconds": 1, "failureThreshold": 2}})

@@ -12,7 +12,10 @@ from e2e.helpers import mdep, predict, ready_addresses
 from localcluster import LocalCluster
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-RESPONSE_TIMEOUT_SECONDS = 30  # spec.model.config.responseTimeoutSeconds of the iris sample
+ANSWER_TIMEOUT_SECONDS = 5.0
+"""How long the load waits for an answer: iris answers in milliseconds, and under 0.25 s through a
+whole rollout on two cores (new pods included), so a longer wait is a stall worth failing on (a lost
+SYN costs 1, 3, 7 s of retransmits), not slowness to sit out."""
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Answer:
     address: str
     code: int
     error: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -84,21 +88,24 @@ class Load:
         sent = 0
         while not self._stop.is_set() and sent < limit and time.monotonic() - start < self.seconds:
             error = ""
+            began = time.monotonic()
             try:
-                # A client waits as long as the model's response timeout allows: on two cores a new
-                # pod's JVM start can hold an answer for seconds, which is slow, not lost.
-                code, body = predict(self._service_ip, ROWS, timeout=RESPONSE_TIMEOUT_SECONDS)
+                code, body = predict(self._service_ip, ROWS, timeout=ANSWER_TIMEOUT_SECONDS)
                 if code != 200:
                     error = str(body)[:200]
             except OSError as failure:
                 code, error = 0, str(failure)
-            self.answers.append(Answer(time.monotonic(), self._service_ip, code, error))
+            self.answers.append(Answer(time.monotonic(), self._service_ip, code, error, time.monotonic() - began))
             sent += 1
             next_at = start + sent / self.rate
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def codes(self, since: float = 0.0) -> Counter[int]:
         return Counter(a.code for a in self.answers if a.at >= since)
+
+    def slowest(self, count: int = 3) -> list[float]:
+        """The longest waits for an answer, in seconds, longest first."""
+        return sorted((round(a.seconds, 2) for a in self.answers), reverse=True)[:count]
 
     def failures(self, since: float = 0.0) -> list[str]:
         """Each failed request: when (seconds after `since`), where, what, and the ready endpoints then."""

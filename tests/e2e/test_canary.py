@@ -47,7 +47,7 @@ def rollout(steps: list[dict[str, Any]] | None = None, **analysis: Any) -> dict[
 
 def version(name: str, **rollout_spec: Any) -> dict[str, Any]:
     """The iris spec serving version `name` (a folder of the claim `models`) with the test rollout."""
-    model = {"version": {"1": "1", "2": "2", "faulty": "2-faulty", "broken": "2-broken"}[name],
+    model = {"version": {"1": "1", "2": "2", "faulty": "2-faulty", "slow": "2-slow", "broken": "2-broken"}[name],
              "serializedFile": {"uri": f"pvc://models/iris/{name}/model.pt"},
              "configFile": {"uri": f"pvc://models/iris/{name}/model-config.yaml"}}
     document = iris(replicas=2, rollout=rollout(**rollout_spec))
@@ -57,10 +57,12 @@ def version(name: str, **rollout_spec: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def iris_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """v1, v2 and faulty (30 % of requests answered 503), trained here once per session."""
+    """v1, v2, faulty (30 % of requests answered 503) and slow (200 ms more per batch), trained here once per
+    session."""
     root = tmp_path_factory.mktemp("iris-versions")
     for name, extra in (("1", ["--version", "v1"]), ("2", ["--version", "v2"]),
-                        ("faulty", ["--version", "faulty", "--failure-fraction", "0.3"])):
+                        ("faulty", ["--version", "faulty", "--failure-fraction", "0.3"]),
+                        ("slow", ["--version", "slow"])):
         subprocess.run([sys.executable, str(REPO / "model_archives/iris/train.py"), "--out", str(root / name),
                         *extra], check=True, capture_output=True)
     return root
@@ -68,8 +70,8 @@ def iris_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def versions(models: Path, iris_builds: Path) -> Path:
-    """The claim `models` with iris/{1,2,faulty,broken}/{model.pt,model-config.yaml}."""
-    for name in ("1", "2", "faulty"):
+    """The claim `models` with iris/{1,2,faulty,slow,broken}/{model.pt,model-config.yaml}."""
+    for name in ("1", "2", "faulty", "slow"):
         folder = models / "iris" / name
         folder.mkdir(parents=True, exist_ok=True)
         for file in ("model.pt", "model-config.yaml"):
@@ -118,7 +120,7 @@ def test_a_good_version_under_load_is_promoted_step_by_step_without_a_failed_req
         time.sleep(3)  # requests keep flowing while the canary pods end
     assert isinstance(body, dict)
     status = body["status"]
-    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}")
+    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}; slowest answers {load.slowest()} s")
     for at, entry in line.lines:
         print(f"{at - applied:7.1f} s  {entry.get('phase'):12} step={entry.get('currentStep')} "
               f"weight={(entry.get('rollout') or {}).get('weight')} effective={entry.get('canaryWeight')}")
@@ -183,6 +185,64 @@ def test_a_faulty_version_is_rolled_back_on_its_own_with_stable_at_full_capacity
     # rolled back stays rolled back: the spec still names the faulty revision, nothing is retried
     time.sleep(INTERVAL)
     assert mdep(cluster, namespace)["status"]["phase"] == "RolledBack"
+
+
+def test_a_slow_version_is_rolled_back_on_its_mean_latency_naming_metric_value_and_bound(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    latency = [{"name": "latency", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "max": 100}]
+    with Load(cluster, namespace, rate=10, seconds=300) as load:
+        apply(cluster, namespace, version("slow", metrics=latency))
+        body = wait_phase(cluster, namespace, "RolledBack", timeout=300)
+    status = body["status"]
+    print(f"requests {load.codes()}; slowest answers {load.slowest()} s")
+    aborted = status["rollout"]["aborted"]
+    assert aborted["reason"] == "AnalysisFailed", aborted
+    assert "latency = " in aborted["message"] and "max 100" in aborted["message"], aborted["message"]
+    value = float(aborted["message"].split("latency = ")[1].split()[0])
+    assert value > 100   # TorchServe's own counters saw the 200 ms the slow model adds
+    warning = [e for e in events(cluster, namespace) if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
+    assert warning and "latency = " in warning[0]["message"] and "max 100" in warning[0]["message"]
+    assert status["stableRevision"] == first["status"]["revision"] and "canaryRevision" not in status
+    assert set(load.codes()) == {200}, load.failures()   # slow is not failed: every request was answered
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+
+
+def deployment(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any] | None:
+    found = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+def test_stable_deleted_mid_canary_comes_back_at_its_own_revision_not_the_canarys(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+) -> None:
+    first = healthy_v1(cluster, namespace)
+    stable_revision = first["status"]["revision"]
+    document = version("2", steps=[{"weight": 50}, {"weight": 100}])
+    document["spec"]["rollout"]["progressDeadlineSeconds"] = 600  # no load here: no evidence, no deadline either
+    apply(cluster, namespace, document)
+    paused = wait_rollout(cluster, namespace, lambda s: s.get("phase") == "Paused", "the canary holding at 50 %")
+    canary_revision = paused["status"]["canaryRevision"]
+    before = deployment(cluster, namespace, "iris-stable")
+    assert before is not None
+
+    cluster.kubectl("delete", "deployment", "iris-stable", "-n", namespace)
+
+    def stable_back() -> dict[str, Any] | None:
+        live = deployment(cluster, namespace, "iris-stable")
+        if live is None or live["metadata"]["uid"] == before["metadata"]["uid"]:
+            return None
+        return live if (live.get("status") or {}).get("readyReplicas") == live["spec"]["replicas"] else None
+
+    again = wait_for(stable_back, timeout=180, interval=1, message="iris-stable rendered again and ready")
+    assert isinstance(again, dict)
+    labels = again["spec"]["template"]["metadata"]["labels"]
+    assert labels["modeldeploy.dev/revision"] == stable_revision != canary_revision
+    assert again["spec"]["template"] == before["spec"]["template"]   # v1's archive, config and image
+    status = mdep(cluster, namespace)["status"]
+    assert (status["stableRevision"], status["canaryRevision"], status["phase"]) == (
+        stable_revision, canary_revision, "Paused")
 
 
 def rollout_state(cluster: LocalCluster, namespace: str) -> dict[str, Any]:

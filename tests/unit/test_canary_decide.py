@@ -24,15 +24,17 @@ from modeldeploy.canary.decide import (
     decide,
     due_metrics,
 )
-from modeldeploy.canary.requests import Action, ManualRequest
+from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest, RequestError
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict, format_time
 from modeldeploy.canary.verdicts import Bounds, Sample
+from modeldeploy.canary.weights import Split
+from modeldeploy.routers import ReplicasRouter, router_for
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
 V1, V2, V3 = "aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"
 ERROR_RATE = MetricPolicy("error-rate", Bounds(max=0.01, rate=True))
 STEPS = (RolloutStep(25, timedelta(minutes=1)), RolloutStep(50, timedelta(minutes=1)), RolloutStep(100))
-POLICY = Policy(revision=V1, replicas=4, steps=STEPS, metrics=(ERROR_RATE,))
+POLICY = Policy(revision=V1, replicas=4, steps=STEPS, metrics=(ERROR_RATE,), router=ReplicasRouter())
 
 GOOD = Sample(0.0, 1000, 0)          # 0 errors in 1000: Successful against 1 %
 BAD = Sample(0.3, 100, 30)           # 30 %: Failed
@@ -136,6 +138,36 @@ def test_a_replicas_change_is_never_a_canary() -> None:
     assert decision.canary is None
     assert (decision.stable.revision, decision.stable.replicas) == (V1, 6)
     assert decision.phase is Phase.HEALTHY
+
+
+@dataclasses.dataclass(frozen=True)
+class StableStaysWhole:
+    """A router of another kind: canary pods beside a stable kept at full size, traffic by ready pods."""
+
+    def target(self, weight: int, replicas: int) -> Split:
+        if weight == 100:
+            return Split(stable=0, canary=replicas)
+        return Split(stable=replicas, canary=0 if weight == 0 else max(1, replicas * weight // 100))
+
+    def replicas_for(self, weight: int, replicas: int, current: Split, ready: Split) -> Split:
+        return self.target(weight, replicas)
+
+    def effective_weight(self, ready: Split) -> int:
+        total = ready.stable + ready.canary
+        return 0 if total == 0 else round(100 * ready.canary / total)
+
+
+def test_pods_and_the_weight_traffic_sees_come_from_the_policys_router() -> None:
+    world = healthy_world(dataclasses.replace(POLICY, router=StableStaysWhole()))
+    world.settle()
+    assert (world.stable.replicas, world.canary.replicas) == (4, 1)
+    assert world.state.effective_weight == 20   # 1 of 5 ready pods, as that router says
+    world.wait(60)
+    world.measure(GOOD)
+    world.settle()
+    # the good measurement at the router's 20 % was the step's evidence: on to 50 %, stable still whole
+    assert world.state.step_index == 1
+    assert (world.stable.replicas, world.canary.replicas) == (4, 2)
 
 
 # --- advancing --------------------------------------------------------------------------------------
@@ -434,6 +466,28 @@ def test_analysis_goes_on_during_a_user_pause_and_can_still_roll_back() -> None:
     assert world.state.aborted is not None and world.state.aborted.reason is AbortReason.ANALYSIS_FAILED
 
 
+def test_a_malformed_request_is_reported_once_and_again_only_for_a_new_text() -> None:
+    world = healthy_world()
+    world.settle()
+
+    def reconcile(text: str | None) -> None:
+        rejected = None if text is None else RejectedRequest.of(text, RequestError(f"not JSON: {text}"))
+        decision = decide(world.policy, world.state, Observations(world.stable, world.canary, rejected=rejected),
+                          world.now)
+        world.state = RolloutState.from_dict(json.loads(json.dumps(decision.state.to_dict())))
+        world.events += [(e.type, e.reason, e.message) for e in decision.events]
+        world.wait(5)
+
+    for text in ["{promote", "{promote", "{promote", "[]", "[]", None, "{promote"]:
+        reconcile(text)
+    assert [(kind, reason, message) for kind, reason, message in world.events if reason == "InvalidRequest"] == [
+        ("Warning", "InvalidRequest", "not JSON: {promote"),
+        ("Warning", "InvalidRequest", "not JSON: []"),
+        ("Warning", "InvalidRequest", "not JSON: {promote"),   # fixed in between, then broken again
+    ]
+    assert world.state.canary_revision == V2   # the canary went on meanwhile
+
+
 # --- idempotence and restarts -------------------------------------------------------------------------
 
 
@@ -488,10 +542,11 @@ def test_policy_from_spec_judges_the_error_rate_as_a_rate() -> None:
                                  "handler": {"uri": "pvc://models/iris/handler.py"}},
                        "serving": {"replicas": 3},
                        "rollout": {"steps": [{"weight": 20, "pause": "1m"}, {"weight": 100}]}})
-    policy = Policy.from_spec(spec, V2)
+    policy = Policy.from_spec(spec, V2, router_for(spec.rollout.traffic_router))
     assert policy.replicas == 3 and policy.steps[0].weight == 20
     assert policy.metrics == (MetricPolicy("error-rate", Bounds(max=0.01, rate=True)),)
     assert policy.progress_deadline == timedelta(seconds=600)
+    assert policy.router == ReplicasRouter()
 
 
 def test_a_window_begun_without_a_baseline_is_not_judged_and_moves_the_next_one_an_interval_on() -> None:

@@ -19,3 +19,10 @@ def test_a_weight_surges_the_canary_first_and_reports_what_traffic_sees() -> Non
     assert router.effective_weight(Split(stable=4, canary=1)) == 20
     assert router.replicas_for(25, 4, asked, ready=asked) == Split(stable=3, canary=1)
     assert router.effective_weight(Split(stable=3, canary=1)) == 25
+
+
+def test_the_replicas_router_targets_the_nearest_ratio_its_pods_allow() -> None:
+    router = router_for(RouterKind.REPLICAS)
+    assert router.target(40, 3) == Split(stable=2, canary=1)
+    assert router.target(100, 3) == Split(stable=0, canary=3)
+    assert router.effective_weight(router.target(40, 3)) == 33

@@ -353,3 +353,44 @@ def test_provider_errors_past_the_limit_roll_back_to_a_whole_stable_then_drop_th
         "False", "MetricsUnavailable")
     assert condition(cluster, "Degraded")["status"] == "True"
     assert condition(cluster, "Progressing")["status"] == "False"
+
+
+def test_a_malformed_request_annotation_is_warned_of_once_not_on_every_reconcile(cluster: MemoryCluster) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    cluster.model_deployments[(NS, NAME)]["metadata"]["annotations"] = {"modeldeploy.dev/request": "{promote"}
+
+    warnings = [e for seconds in (1, 2, 3, 4) for e in run_at(cluster, seconds).events if e.reason == "InvalidRequest"]
+
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    assert "modeldeploy.dev/request is not JSON" in warnings[0].message
+    assert status(cluster)["phase"] == "Progressing"   # the canary goes on
+
+
+def test_stable_deleted_mid_canary_comes_back_at_its_own_revision_not_the_canarys(cluster: MemoryCluster) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    stable_revision = status(cluster)["stableRevision"]
+    assert status(cluster)["rollout"]["stable"]["revision"] == stable_revision
+    stable_before = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: READY_POD)
+    run_at(cluster, 1)
+
+    asyncio.run(cluster.children.delete("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    for index in range(4):
+        asyncio.run(cluster.children.delete("v1", "Pod", NS, f"{NAME}-stable-{index}"))
+    run_at(cluster, 2)
+
+    stable_after = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    assert stable_before is not None and stable_after is not None
+    assert stable_after["spec"]["template"] == stable_before["spec"]["template"]   # the cpu image, stable's archive
+    assert template_revision(cluster, f"{NAME}-stable") == stable_revision != status(cluster)["revision"]
+    assert (status(cluster)["stableRevision"], status(cluster)["canaryRevision"]) == (
+        stable_revision, status(cluster)["revision"])
+    assert status(cluster)["rollout"]["stable"]["revision"] == stable_revision

@@ -17,6 +17,7 @@ from modeldeploy.api.conditions import (
 from modeldeploy.api.status import (
     ArchiveStatus,
     RolloutStatus,
+    StableTemplate,
     Status,
     desired_status,
     status_patch,
@@ -140,6 +141,19 @@ def test_a_status_survives_parse_and_render_unchanged() -> None:
     assert Status.parse(written).render() == written
     assert written["archive"]["buildKey"] == "abcdef012345"
     assert (written["currentStep"], written["canaryWeight"]) == (1, 20)
+
+
+def test_the_stable_template_is_kept_beside_the_rollout_state_and_read_back_apart() -> None:
+    spec = {"model": {"name": "iris"}, "serving": {"replicas": 2}, "rollout": {"steps": [{"weight": 100}]}}
+    template = StableTemplate.of("abc1234567", spec, ARCHIVE)
+    written = Status(rollout=RolloutStatus(state={"stepIndex": 0}, stable=template)).render()
+
+    assert written["rollout"] == {"stepIndex": 0, "stable": {
+        "revision": "abc1234567", "spec": '{"model":{"name":"iris"},"serving":{"replicas":2}}',
+        "archive": ARCHIVE.render()}}
+    parsed = Status.parse(written).rollout
+    assert parsed.stable == StableTemplate.of("abc1234567", spec, ARCHIVE) and parsed.state == {"stepIndex": 0}
+    assert RolloutStatus.parse({"rollout": {"stable": {"revision": "abc1234567"}}}).stable is None
 
 
 def test_a_partial_archive_in_status_reads_as_no_archive() -> None:

@@ -15,6 +15,7 @@ from modeldeploy.api.spec import RolloutStep
 from modeldeploy.canary import Observations, Policy, RoleStatus, RolloutState, decide
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, request_from_annotations
 from modeldeploy.canary.state import format_time
+from modeldeploy.routers import ReplicasRouter
 from modeldeploy.steering.plan import Outcome, Refusal, is_handled, outcome, plan_request
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
@@ -23,7 +24,7 @@ STEPS = (RolloutStep(25, timedelta(minutes=10)), RolloutStep(50), RolloutStep(10
 
 
 def policy(revision: str = CANARY) -> Policy:
-    return Policy(revision=revision, replicas=4, steps=STEPS, metrics=())
+    return Policy(revision=revision, replicas=4, steps=STEPS, metrics=(), router=ReplicasRouter())
 
 
 def world(canary: str | None = CANARY, canary_ready: int = 1) -> Observations:

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
+
+# An unsolicited ARP request (sender = target = the pod's address) broadcast from the pod's eth0,
+# three times: argv is the address and the interface's MAC. Run inside the pod's namespace.
+_ANNOUNCE = """
+import socket, sys
+address, mac = socket.inet_aton(sys.argv[1]), bytes.fromhex(sys.argv[2].replace(":", ""))
+arp = b"\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x01" + mac + address + bytes(6) + address
+with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+    s.bind(("eth0", 0))
+    for _ in range(3):
+        s.send(b"\\xff" * 6 + mac + b"\\x08\\x06" + arp)
+"""
+BRIDGE_PORT_FORWARDING = "3"  # /sys/class/net/PORT/brport/state
 
 
 def netns_prefix(bridge: str) -> str:
@@ -39,6 +56,7 @@ class Bridge:
         self.gateway = str(next(self.network.hosts()))
         self._lock = threading.Lock()
         self._used: set[str] = {self.gateway}
+        self._last = int(ipaddress.ip_address(self.gateway))
 
     def up(self) -> None:
         if self.name not in link_names():
@@ -51,11 +69,21 @@ class Bridge:
             ip("link", "del", self.name, check=False)
 
     def allocate(self) -> str:
+        """The next free address after the one handed out last, wrapping round the range.
+
+        As the CNI host-local IPAM does: an address just freed is not handed out again until the
+        range has come round, so a new pod never inherits an address that the host's neighbour
+        table, or a client's connections, still tie to the pod that had it.
+        """
         with self._lock:
-            for host in self.network.hosts():
-                address = str(host)
+            first = int(self.network.network_address) + 1
+            count = self.network.num_addresses - 2
+            for step in range(1, count + 1):
+                candidate = first + (self._last - first + step) % count
+                address = str(ipaddress.ip_address(candidate))
                 if address not in self._used:
                     self._used.add(address)
+                    self._last = candidate
                     return address
         raise RuntimeError(f"no free pod address left in {self.network}")
 
@@ -77,10 +105,32 @@ class Bridge:
             ip("-n", netns, "link", "set", "eth0", "up")
             ip("-n", netns, "link", "set", "lo", "up")
             ip("-n", netns, "route", "add", "default", "via", self.gateway)
+            mac = ip("-n", netns, "-o", "link", "show", "eth0").stdout.split("link/ether")[1].split()[0]
         except subprocess.CalledProcessError as e:
             self.remove_pod(key, address)
             raise RuntimeError(f"pod network: {' '.join(e.cmd)}: {e.stderr.strip()}") from e
+        self.announce(netns, veth, address, mac)
         return f"/run/netns/{netns}", address
+
+    @staticmethod
+    def announce(netns: str, veth: str, address: str, mac: str) -> None:
+        """Broadcasts the pod's address with its MAC, as the CNI bridge plugin does for each address.
+
+        A neighbour that still maps the address to an earlier pod's MAC (the host above all, whose
+        entry stays valid for up to a minute) would send the new pod's first packets nowhere: a
+        readiness probe that runs inside the pod never corrects it, so the first client connections
+        would stall for seconds. Sent once the bridge forwards the pod's port (frames sent earlier
+        are dropped); best effort, like the plugin's: a pod works without it.
+        """
+        state = Path(f"/sys/class/net/{veth}/brport/state")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if state.read_text().strip() == BRIDGE_PORT_FORWARDING:
+                    break
+            time.sleep(0.01)
+        subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-I", "-S", "-c", _ANNOUNCE, address, mac],
+                       capture_output=True, check=False, timeout=30)
 
     def remove_pod(self, key: str, address: str | None) -> None:
         ip("link", "del", veth_prefix(self.name) + key[:12], check=False)

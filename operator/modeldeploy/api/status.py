@@ -9,6 +9,7 @@ CRD's `currentStep` and `canaryWeight`). A field left None is not written, and r
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -69,29 +70,77 @@ class ArchiveStatus:
         }
 
 
+SERVED_SPEC_FIELDS = ("model", "archive", "serving")
+"""The parts of a spec a serving pod is rendered from (the revision hashes what of them changes a pod)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StableTemplate:
+    """`status.rollout.stable`: what renders NAME-stable again at its own revision while the spec
+    describes another one (a canary, a rolled-back revision): that revision's served spec fields, as
+    the user wrote them (kept as one JSON string: the CRD needs no copy of the spec's schema), and its
+    archive. Recorded while the spec's revision is the stable one."""
+
+    revision: str
+    spec: Mapping[str, Any]
+    archive: ArchiveStatus
+
+    @classmethod
+    def of(cls, revision: str, spec: Mapping[str, Any], archive: ArchiveStatus) -> StableTemplate:
+        """The template of `revision`, keeping only the served fields of `spec`."""
+        return cls(revision=revision, spec={k: spec[k] for k in SERVED_SPEC_FIELDS if k in spec}, archive=archive)
+
+    @classmethod
+    def parse(cls, data: object) -> StableTemplate | None:
+        """The template recorded in status.rollout, or None when there is none (or only part of one)."""
+        if not isinstance(data, Mapping):
+            return None
+        archive = ArchiveStatus.parse(data.get("archive"))
+        revision, text = data.get("revision"), data.get("spec")
+        try:
+            spec = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            spec = None
+        if archive is None or not isinstance(revision, str) or not isinstance(spec, dict):
+            return None
+        return cls(revision=revision, spec=spec, archive=archive)
+
+    def render(self) -> dict[str, Any]:
+        """The status field as the CRD defines it."""
+        return {"revision": self.revision, "spec": json.dumps(self.spec, sort_keys=True, separators=(",", ":")),
+                "archive": self.archive.render()}
+
+
 @dataclasses.dataclass(frozen=True)
 class RolloutStatus:
     """Where a canary rollout stands: the flat fields of the printer columns, `status.analysis`, and
-    `status.rollout` (the canary engine's state, kept as its camelCase dict; modeldeploy.canary reads it)."""
+    `status.rollout` (the canary engine's state, kept as its camelCase dict; modeldeploy.canary reads it,
+    and `stable`, the template of the stable revision, beside it)."""
 
     current_step: int | None = None
     canary_weight: int | None = None
     state: Mapping[str, Any] | None = None
     analysis: Mapping[str, Any] | None = None
+    stable: StableTemplate | None = None
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> RolloutStatus:
         """The rollout fields of a status."""
         state, analysis = data.get("rollout"), data.get("analysis")
+        stable = StableTemplate.parse(state.get("stable")) if isinstance(state, Mapping) else None
         return cls(current_step=_optional_int(data.get("currentStep")),
                    canary_weight=_optional_int(data.get("canaryWeight")),
-                   state=dict(state) if isinstance(state, Mapping) else None,
-                   analysis=dict(analysis) if isinstance(analysis, Mapping) else None)
+                   state={k: v for k, v in state.items() if k != "stable"} if isinstance(state, Mapping) else None,
+                   analysis=dict(analysis) if isinstance(analysis, Mapping) else None,
+                   stable=stable)
 
     def render(self) -> dict[str, Any]:
         """The CRD's rollout fields (None: not written, or removed)."""
+        rollout = dict(self.state) if self.state is not None else None
+        if self.stable is not None:
+            rollout = {**(rollout or {}), "stable": self.stable.render()}
         return {"currentStep": self.current_step, "canaryWeight": self.canary_weight,
-                "rollout": dict(self.state) if self.state is not None else None,
+                "rollout": rollout,
                 "analysis": dict(self.analysis) if self.analysis is not None else None}
 
 

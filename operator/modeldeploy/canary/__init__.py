@@ -22,10 +22,13 @@ from modeldeploy.canary.requests import (
     REQUEST_ANNOTATION,
     Action,
     ManualRequest,
+    RejectedRequest,
     RequestError,
+    read_request,
     request_from_annotations,
 )
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict
+from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample, judge, wilson_interval
 from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
 
@@ -43,12 +46,14 @@ __all__ = [
     "Observations",
     "PauseReason",
     "Policy",
+    "RejectedRequest",
     "RequestError",
     "RoleStatus",
     "RoleTarget",
     "RolloutState",
     "Sample",
     "Split",
+    "TrafficRouter",
     "Verdict",
     "decide",
     "desired_replicas",
@@ -56,6 +61,7 @@ __all__ = [
     "effective_weight",
     "judge",
     "next_measurements",
+    "read_request",
     "request_from_annotations",
     "target_split",
     "wilson_interval",

@@ -21,7 +21,7 @@ from typing import Literal
 
 from modeldeploy.api.conditions import Phase
 from modeldeploy.api.spec import ModelDeploymentSpec, RolloutStep, TorchServeMetric, TorchServeProvider
-from modeldeploy.canary.requests import Action, ManualRequest
+from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest
 from modeldeploy.canary.state import (
     MAX_MEASUREMENTS,
     Aborted,
@@ -34,8 +34,9 @@ from modeldeploy.canary.state import (
     Verdict,
     stamp,
 )
+from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample, judge
-from modeldeploy.canary.weights import Split, current_step, desired_replicas, effective_weight, target_split
+from modeldeploy.canary.weights import Split, current_step
 
 ERROR_RETRY = timedelta(seconds=10)
 """How soon a measurement that ended in a provider error is tried again."""
@@ -57,7 +58,11 @@ class MetricPolicy:
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    """What the spec asks of the rollout: the revision to serve and how to get there."""
+    """What the spec asks of the rollout: the revision to serve and how to get there.
+
+    `router` turns weights into pods per role and says what traffic sees (the one
+    spec.rollout.trafficRouting names, chosen by modeldeploy.routers.router_for).
+    """
 
     revision: str
     replicas: int
@@ -68,10 +73,11 @@ class Policy:
     min_requests: int = 20
     metrics: tuple[MetricPolicy, ...] = ()
     progress_deadline: timedelta = timedelta(seconds=600)
+    router: TrafficRouter = dataclasses.field(kw_only=True)
 
     @classmethod
-    def from_spec(cls, spec: ModelDeploymentSpec, revision: str) -> Policy:
-        """The policy of a parsed spec whose content hashes to `revision`."""
+    def from_spec(cls, spec: ModelDeploymentSpec, revision: str, router: TrafficRouter) -> Policy:
+        """The policy of a parsed spec whose content hashes to `revision`, its traffic split by `router`."""
         rollout = spec.rollout
         analysis = rollout.analysis
         metrics = tuple(
@@ -96,6 +102,7 @@ class Policy:
             min_requests=analysis.min_requests,
             metrics=metrics,
             progress_deadline=timedelta(seconds=rollout.progress_deadline_seconds),
+            router=router,
         )
 
 
@@ -140,12 +147,14 @@ class Measurement:
 
 @dataclasses.dataclass(frozen=True)
 class Observations:
-    """What the reconcile step saw: both roles, the measurements taken, the manual request."""
+    """What the reconcile step saw: both roles, the measurements taken, the manual request (or the
+    malformed annotation in its place)."""
 
     stable: RoleStatus = RoleStatus()
     canary: RoleStatus = RoleStatus()
     measurements: tuple[Measurement, ...] = ()
     request: ManualRequest | None = None
+    rejected: RejectedRequest | None = None
 
 
 # --- outputs --------------------------------------------------------------------------------------
@@ -228,7 +237,7 @@ def next_measurements(policy: Policy, state: RolloutState) -> tuple[MeasurementD
     """
     if state.canary_revision is None or state.promoting or state.step_started_at is None:
         return ()
-    if target_split(_step(policy, state).weight, policy.replicas).canary == 0:
+    if policy.router.target(_step(policy, state).weight, policy.replicas).canary == 0:
         return ()
     due: list[MeasurementDue] = []
     for metric in policy.metrics:
@@ -348,6 +357,13 @@ class _Run:
             self.update(aborted=None)
 
     def handle_request(self) -> None:
+        rejected = self.obs.rejected
+        digest = rejected.digest if rejected is not None else None
+        if digest != self.state.rejected_request:
+            # Reported once per malformed text; forgotten once the annotation is fixed or removed.
+            self.update(rejected_request=digest)
+            if rejected is not None:
+                self.event("Warning", "InvalidRequest", rejected.message)
         request = self.obs.request
         if request is None or request.handled == self.state.last_request:
             return
@@ -402,7 +418,7 @@ class _Run:
         """Track the canary's readiness and the effective weight; True when the canary is all ready."""
         obs = self.obs
         canary_ready = obs.canary.ready_at_revision if obs.canary.revision == self.state.canary_revision else 0
-        weight = effective_weight(obs.stable.ready, obs.canary.ready)
+        weight = self.policy.router.effective_weight(Split(stable=obs.stable.ready, canary=obs.canary.ready))
         if weight != self.state.effective_weight or (self.state.weight_since is None and canary_ready):
             self.update(effective_weight=weight, weight_since=self.now)
         all_ready = canary_ready >= target.canary
@@ -421,6 +437,7 @@ class _Run:
         policies = {m.name: m for m in self.policy.metrics}
         metrics: dict[str, MetricState] = dict(self.state.metrics)
         step_start = _latest(self.state.weight_since, self.state.step_started_at)
+        served = self.policy.router.effective_weight(target)  # what traffic sees once the step's pods are ready
         for measurement in sorted(self.obs.measurements, key=lambda m: m.at):
             policy = policies.get(measurement.metric)
             if policy is None:
@@ -441,7 +458,7 @@ class _Run:
                                                last_error_at=at)
             else:
                 canary = measurement.canary or Sample(value=None)
-                eligible = (all_ready and weight == target.weight and step_start is not None
+                eligible = (all_ready and weight == served and step_start is not None
                             and stamp(measurement.window_start) >= step_start)
                 judgement = judge(policy.name, canary, policy.bounds, self.policy.min_requests, measurement.stable)
                 if eligible and policy.bounds.rate and canary.requests and canary.value is not None \
@@ -461,7 +478,7 @@ class _Run:
                 finite = canary.value if canary.value is not None and math.isfinite(canary.value) else None
                 message = judgement.message
                 if judgement.verdict is Verdict.SUCCESSFUL and not eligible:
-                    message += f" (not evidence: the window began before weight {target.weight} % was served)"
+                    message += f" (not evidence: the window began before weight {served} % was served)"
                 record = MeasurementRecord(at=at, verdict=judgement.verdict, value=finite,
                                            requests=canary.requests, weight=weight, message=message)
                 counters = dataclasses.replace(counters, consecutive_errors=0, last_at=at)
@@ -481,7 +498,7 @@ class _Run:
         """Measurements, limits, deadlines and the advance of a running canary."""
         policy = self.policy
         step = _step(policy, self.state)
-        target = target_split(step.weight, policy.replicas)
+        target = policy.router.target(step.weight, policy.replicas)
         all_ready = self.watch_pods(target)
         failures = self.record(target, all_ready)
         for metric in policy.metrics:
@@ -557,12 +574,13 @@ class _Run:
             canary = RoleTarget(state.canary_revision, max(obs.canary.replicas, 0))
             return stable, canary if canary.replicas else None, True
         if state.canary_revision is not None:
-            target = target_split(_step(policy, state).weight, policy.replicas)
-            split = desired_replicas(target, current, ready, policy.replicas)
+            weight = _step(policy, state).weight
+            target = policy.router.target(weight, policy.replicas)
+            split = policy.router.replicas_for(weight, policy.replicas, current, ready)
             moving = split != current or ready != target
             stable = RoleTarget(state.stable_revision, split.stable)
             return stable, RoleTarget(state.canary_revision, split.canary), moving
-        split = desired_replicas(Split(stable=policy.replicas, canary=0), current, ready, policy.replicas)
+        split = policy.router.replicas_for(0, policy.replicas, current, ready)
         stable = RoleTarget(state.stable_revision, split.stable)
         moving = (split != current or obs.canary.replicas > 0 or obs.canary.ready > 0
                   or obs.stable.revision != state.stable_revision or obs.stable.ready_at_revision < policy.replicas)
@@ -624,7 +642,8 @@ def decide(policy: Policy, state: RolloutState, observations: Observations, now:
         run.promote()
     if run.state.canary_revision is None or run.state.promoting:
         # what traffic sees while no canary is judged (a rollback or a promotion draining the canary)
-        weight = effective_weight(observations.stable.ready, observations.canary.ready)
+        weight = policy.router.effective_weight(Split(stable=observations.stable.ready,
+                                                      canary=observations.canary.ready))
         if weight != run.state.effective_weight:
             run.update(effective_weight=weight)
     stable, canary, moving = run.targets()

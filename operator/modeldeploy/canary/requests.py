@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 from collections.abc import Mapping
 
@@ -89,6 +90,28 @@ def parse_request(text: str) -> ManualRequest:
     if not isinstance(full, bool):
         raise RequestError(f"{REQUEST_ANNOTATION}: full must be true or false")
     return ManualRequest(action=action, revision=revision, at=at, full=full, by=str(body.get("by", "")))
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectedRequest:
+    """A malformed request annotation: why it is refused, and a digest of its text, so that the same
+    text is reported once (status.rollout.rejectedRequest) and a new malformed one again."""
+
+    digest: str
+    message: str
+
+    @classmethod
+    def of(cls, text: str, error: RequestError) -> RejectedRequest:
+        return cls(digest=hashlib.sha256(text.encode()).hexdigest()[:16], message=str(error))
+
+
+def read_request(annotations: Mapping[str, str] | None) -> ManualRequest | RejectedRequest | None:
+    """The request on an object: None without one, a RejectedRequest when it is malformed."""
+    try:
+        return request_from_annotations(annotations)
+    except RequestError as error:
+        assert annotations is not None
+        return RejectedRequest.of(annotations[REQUEST_ANNOTATION], error)
 
 
 def request_from_annotations(annotations: Mapping[str, str] | None) -> ManualRequest | None:

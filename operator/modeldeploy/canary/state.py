@@ -218,6 +218,8 @@ class RolloutState:
     - `unready_since`: since when the canary has not been seen ready for good (see decide.py).
     - `promoting`: stable is being rolled to the canary revision.
     - `aborted`: the revision last rolled back; it stays rolled back while the spec names it.
+    - `rejected_request`: the digest of the malformed request annotation last reported (it is
+      reported once, not on every reconcile).
     """
 
     stable_revision: str | None = None
@@ -234,6 +236,7 @@ class RolloutState:
     promoting: bool = False
     aborted: Aborted | None = None
     last_request: HandledRequest | None = None
+    rejected_request: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The status fields the CRD already has (printer columns and `status.analysis`) for this state.
@@ -293,6 +296,8 @@ class RolloutState:
             out["aborted"] = self.aborted.to_dict()
         if self.last_request is not None:
             out["lastRequest"] = self.last_request.to_dict()
+        if self.rejected_request is not None:
+            out["rejectedRequest"] = self.rejected_request
         return out
 
     @classmethod
@@ -315,4 +320,5 @@ class RolloutState:
             promoting=bool(data.get("promoting", False)),
             aborted=Aborted.from_dict(data["aborted"]) if data.get("aborted") else None,
             last_request=HandledRequest.from_dict(data["lastRequest"]) if data.get("lastRequest") else None,
+            rejected_request=str(data["rejectedRequest"]) if data.get("rejectedRequest") else None,
         )

@@ -77,6 +77,7 @@ async def reconcile(body: Mapping[str, Any], cluster: Cluster, operator: Operato
         cluster=cluster,
         now=now,
         annotations=dict((body.get("metadata") or {}).get("annotations") or {}),
+        spec_body=dict(body.get("spec") or {}),
         torchserve=torchserve,
     )
     for step in steps:

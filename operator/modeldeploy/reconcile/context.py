@@ -96,6 +96,8 @@ class ReconcileContext:
     notes: list[EventNote] = dataclasses.field(default_factory=list)
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """The object's annotations (a manual rollout request lives there)."""
+    spec_body: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The spec as the user wrote it (kept in status as the stable revision's template)."""
     torchserve: TorchServeMetrics | None = None
     """The operator's long-lived TorchServe scraper (it keeps per-pod baselines); None: no measurement."""
 

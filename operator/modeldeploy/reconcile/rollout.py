@@ -29,26 +29,29 @@ from modeldeploy.api.labels import (
     other_revisions,
     selector_text,
 )
-from modeldeploy.api.spec import TorchServeProvider
-from modeldeploy.api.status import ArchiveStatus, RolloutStatus
+from modeldeploy.api.revision import revision_of
+from modeldeploy.api.spec import SpecError, TorchServeProvider, parse_spec
+from modeldeploy.api.status import ArchiveStatus, RolloutStatus, StableTemplate
 from modeldeploy.canary import (
     Decision,
+    ManualRequest,
     Measurement,
     Observations,
     Policy,
-    RequestError,
+    RejectedRequest,
     RoleStatus,
     RoleTarget,
     RolloutState,
     decide,
     due_metrics,
-    request_from_annotations,
+    read_request,
 )
 from modeldeploy.metrics import Pod, Target, provider_for
 from modeldeploy.metrics import Role as PodRole
 from modeldeploy.reconcile.context import ReconcileContext
 from modeldeploy.reconcile.pods import waiting_problem
 from modeldeploy.reconcile.serving import apply_role, ensure_serving, serving_problem
+from modeldeploy.routers import router_for
 
 DEPLOYMENT = ("apps/v1", "Deployment")
 BUDGET = ("policy/v1", "PodDisruptionBudget")
@@ -133,10 +136,36 @@ async def _measure(ctx: ReconcileContext, policy: Policy, state: RolloutState,
     return tuple(measured)
 
 
+def _stable_context(ctx: ReconcileContext, revision: str) -> tuple[ReconcileContext, ArchiveStatus] | None:
+    """The context that renders `revision` as the spec once described it, from status.rollout.stable;
+    None when status has no template of that revision (or one that no longer parses to it)."""
+    template = ctx.status.rollout.stable
+    if template is None or template.revision != revision:
+        return None
+    try:
+        spec = parse_spec(template.spec)
+    except SpecError:
+        return None
+    if revision_of(spec).short != revision:
+        return None
+    deployment = dataclasses.replace(ctx.deployment, spec=dataclasses.replace(ctx.deployment.spec, model=spec.model,
+                                                                              archive=spec.archive,
+                                                                              serving=spec.serving))
+    return dataclasses.replace(ctx, deployment=deployment), template.archive
+
+
 async def _apply_stable(ctx: ReconcileContext, target: RoleTarget, live: Mapping[str, Any] | None,
                         archive: ArchiveStatus) -> None:
     if target.revision == ctx.revision.short:
         await apply_role(ctx, "stable", target.revision, archive, target.replicas)
+    elif live is None:
+        # NAME-stable is gone (someone deleted it) while the spec describes another revision: render it
+        # again at its own revision from the template status kept, never at the spec's.
+        # (A status written before templates were kept has none: the canary then serves alone until the
+        # promotion renders stable from the spec.)
+        stable = _stable_context(ctx, target.revision)
+        if stable is not None:
+            await apply_role(stable[0], "stable", target.revision, stable[1], target.replicas)
     elif live is not None and (live.get("spec") or {}).get("replicas") != target.replicas:
         # The spec describes another revision: keep stable's template, change only how many pods it runs.
         await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-stable",
@@ -168,14 +197,18 @@ async def _remove_unserved_configmaps(ctx: ReconcileContext, *revisions: str | N
             await ctx.children.delete("v1", "ConfigMap", md.namespace, config["metadata"]["name"])
 
 
-def _record(ctx: ReconcileContext, decision: Decision) -> None:
+def _record(ctx: ReconcileContext, decision: Decision, archive: ArchiveStatus) -> None:
     summary = decision.state.summary()
+    stable = ctx.status.rollout.stable
+    if decision.state.stable_revision == ctx.revision.short:
+        # The spec describes the stable revision: keep what renders it again once the spec moves on.
+        stable = StableTemplate.of(ctx.revision.short, ctx.spec_body, archive)
     ctx.status = dataclasses.replace(
         ctx.status,
         stable_revision=summary["stableRevision"],
         canary_revision=summary["canaryRevision"],
         rollout=RolloutStatus(current_step=summary["currentStep"], canary_weight=summary["canaryWeight"],
-                              state=decision.state.to_dict(), analysis=summary["analysis"]),
+                              state=decision.state.to_dict(), analysis=summary["analysis"], stable=stable),
     )
     ctx.notes.extend(EventNote(e.type, e.reason, e.message) for e in decision.events)
 
@@ -217,7 +250,7 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
     md, children = ctx.deployment, ctx.children
     archive = ctx.status.archive
     assert archive is not None, "the archive step settles only with an archive"
-    policy = Policy.from_spec(md.spec, ctx.revision.short)
+    policy = Policy.from_spec(md.spec, ctx.revision.short, router_for(md.spec.rollout.traffic_router))
     state = RolloutState.from_dict(ctx.status.rollout.state)
     stable_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-stable")
     canary_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-canary")
@@ -233,15 +266,13 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
         own = [p for p in by_role["canary"] if _labels(p).get(LABEL_REVISION) == canary.revision]
         canary_problem = await _not_ready_reason(ctx, own)
         canary = dataclasses.replace(canary, not_ready_reason=canary_problem)
-    try:
-        request = request_from_annotations(ctx.annotations)
-    except RequestError as error:
-        request = None
-        ctx.notes.append(EventNote("Warning", "InvalidRequest", str(error)))
+    request = read_request(ctx.annotations)
     measurements = await _measure(ctx, policy, state, pods)
-    decision = decide(policy, state, Observations(stable=stable, canary=canary, measurements=measurements,
-                                                  request=request), ctx.now)
-    _record(ctx, decision)
+    decision = decide(policy, state, Observations(
+        stable=stable, canary=canary, measurements=measurements,
+        request=request if isinstance(request, ManualRequest) else None,
+        rejected=request if isinstance(request, RejectedRequest) else None), ctx.now)
+    _record(ctx, decision, archive)
     await _apply_canary(ctx, decision.canary, canary_live, archive)
     if decision.canary is None and decision.stable.revision == ctx.revision.short:
         # No canary: the spec's revision is stable (first revision, replica change, promotion done).

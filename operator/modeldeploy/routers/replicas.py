@@ -7,11 +7,18 @@ and the capacity rule).
 
 from __future__ import annotations
 
+import dataclasses
+
 from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
 
 
+@dataclasses.dataclass(frozen=True)
 class ReplicasRouter:
     """Weights as ready-pod ratios."""
+
+    def target(self, weight: int, replicas: int) -> Split:
+        """The canary's share of `replicas` pods, rounded to the nearest ratio they allow."""
+        return target_split(weight, replicas)
 
     def replicas_for(self, weight: int, replicas: int, current: Split, ready: Split) -> Split:
         """Replica counts per role now, on the way to `weight`, never below `replicas` ready pods."""
