@@ -9,6 +9,7 @@ CRD's `currentStep` and `canaryWeight`). A field left None is not written, and r
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -35,6 +36,8 @@ class ArchiveStatus:
     format: str
     bytes: int
     reused: bool = False
+    build_seconds: float | None = None
+    """How long the build Job took to make (or find) the archive, by the build's own measure."""
 
     @classmethod
     def parse(cls, data: object) -> ArchiveStatus | None:
@@ -51,6 +54,7 @@ class ArchiveStatus:
                 format=str(data["format"]),
                 bytes=int(data["bytes"]),
                 reused=bool(data.get("reused", False)),
+                build_seconds=seconds_or_none(data.get("buildSeconds")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -66,7 +70,16 @@ class ArchiveStatus:
             "format": self.format,
             "bytes": self.bytes,
             "reused": self.reused,
+            **({} if self.build_seconds is None else {"buildSeconds": self.build_seconds}),
         }
+
+
+def seconds_or_none(value: object) -> float | None:
+    """A non-negative number of seconds, or None for anything else (absent, text, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 @dataclasses.dataclass(frozen=True)
