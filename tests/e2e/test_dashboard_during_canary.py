@@ -107,11 +107,15 @@ class Phases:
                 body = mdep(self.cluster, self.namespace, self.name)
             except Exception:
                 continue
-            status = body.get("status") or {}
-            phase = status.get("phase", "")
-            if status.get("observedGeneration") == body["metadata"]["generation"] and phase not in self.first:
-                self.first[phase] = body
-                save_observed(self.folder, body, self.name)
+            self.keep(body)
+
+    def keep(self, body: dict[str, Any]) -> None:
+        """Keeps `body` when it is the first seen in its phase."""
+        status = body.get("status") or {}
+        phase = status.get("phase", "")
+        if status.get("observedGeneration") == body["metadata"]["generation"] and phase not in self.first:
+            self.first[phase] = body
+            save_observed(self.folder, body, self.name)
 
 
 def request(cluster: LocalCluster, namespace: str, action: str, revision: str) -> None:
@@ -149,6 +153,11 @@ def test_prometheus_shows_a_faulty_canary_and_its_rollback(
                       message="the operator's series in Prometheus, labelled with the ModelDeployment's namespace "
                               "(a scrape job without honor_labels renames it exported_namespace)")
     assert isinstance(phases, list) and [p["metric"]["phase"] for p in phases] == ["Healthy"]
+    # The operator (fresh in this module) built v1's archive in a Job: counted, and its build time observed.
+    built = wait_for(lambda: query(prometheus, 'sum(modeldeploy_archive_build_duration_seconds_count) > 0 and '
+                                               'sum(modeldeploy_archive_builds_total{result="built"}) > 0'),
+                     timeout=30, message="the archive build's count and duration in Prometheus")
+    assert isinstance(built, list) and float(built[0]["value"][1]) >= 1
 
     panels = dict(dashboard_expressions(namespace))
     errors = next(expr for where, expr in panels.items() if "Error rate" in where)
@@ -178,7 +187,7 @@ def test_prometheus_shows_a_faulty_canary_and_its_rollback(
         assert rates["stable"] == 0 and 0.1 < rates["canary"] < 0.6, rates
         assert set(by_role(prometheus, requests)) >= ROLES
         panels_at = time.monotonic()
-        wait_phase(cluster, namespace, "RolledBack", timeout=180)
+        seen.keep(wait_phase(cluster, namespace, "RolledBack", timeout=180))
         rolled_back_at = time.monotonic()
     assert {"Progressing", "Paused", "RolledBack"} <= set(seen.first), sorted(seen.first)
 
