@@ -140,8 +140,12 @@ class OperatorMetrics:
                 self.promotions.labels(namespace, name, _promotion_reason(status)).inc()
             elif event.reason == ARCHIVE_READY_REASON:
                 archive = status.get("archive") if status else None
-                reused = isinstance(archive, Mapping) and bool(archive.get("reused"))
+                archive = archive if isinstance(archive, Mapping) else {}
+                reused = bool(archive.get("reused"))
                 self.archive_builds.labels(result="reused" if reused else "built").inc()
+                seconds = archive.get("buildSeconds")
+                if not reused and isinstance(seconds, int | float) and not isinstance(seconds, bool):
+                    self.record_archive_build_duration(float(seconds))
 
     def record_archive_build_duration(self, seconds: float) -> None:
         """How long an archive build took: the `seconds` of the build's result, when it was not reused."""

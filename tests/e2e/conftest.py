@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from e2e.helpers import OperatorProcess
+from gitops import save_observed
 from localcluster import LocalCluster
 from support import REPO
 
@@ -51,3 +53,25 @@ def models(cluster: LocalCluster, namespace: str, iris_files: Path) -> Path:
     for path in root.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return root
+
+
+@pytest.fixture(autouse=True)
+def keep_the_operators_objects(request: pytest.FixtureRequest, observed_objects: Path) -> Iterator[None]:
+    """After each test with a namespace, its ModelDeployments as the operator left them go to
+    `observed_objects`: real objects in the phases the scenarios end in, for the GitOps health checks."""
+    if "namespace" not in request.fixturenames:
+        yield
+        return
+    # Asked for here, so the namespace is removed only after this fixture read it.
+    namespace: str = request.getfixturevalue("namespace")
+    cluster: LocalCluster = request.getfixturevalue("cluster")
+    yield
+    try:
+        found = cluster.kubectl("get", "mdep", "-n", namespace, "-o", "json", check=False, timeout=30)
+    except subprocess.TimeoutExpired:
+        return  # a test that stopped the API server: nothing to keep
+    if found.returncode != 0:
+        return
+    for item in json.loads(found.stdout)["items"]:
+        if item.get("status"):
+            save_observed(observed_objects, item, f"{request.node.name[:60]}-{item['metadata']['name']}")

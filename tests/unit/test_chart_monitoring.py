@@ -57,6 +57,37 @@ def test_every_dashboard_query_parses_in_promtool(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_the_error_rate_panel_shows_a_role_without_any_5xx_at_zero(tmp_path: Path) -> None:
+    """TorchServe exposes its labelled Requests5XX counter only after the first 5xx: a healthy stable
+    role has no such series at all, and must still show a line (at 0) beside the failing canary."""
+    expr = next(e for where, e in dashboard_expressions() if "Error rate" in where)
+    pod = 'namespace="ml", modeldeploy_dev_deployment="iris", model_name="iris", model_version="1.0"'
+    (tmp_path / "empty.yaml").write_text(yaml.safe_dump({"groups": []}))
+    tests = {
+        "rule_files": ["empty.yaml"],
+        "evaluation_interval": "15s",
+        "tests": [{
+            "interval": "15s",  # 4 requests a second per role; the canary answers 1 in 4 with a 5xx
+            "input_series": [
+                {"series": f'ts_inference_requests_total{{{pod}, modeldeploy_dev_role="stable"}}',
+                 "values": "0+60x20"},
+                {"series": f'ts_inference_requests_total{{{pod}, modeldeploy_dev_role="canary"}}',
+                 "values": "0+60x20"},
+                {"series": 'Requests5XX{namespace="ml", modeldeploy_dev_deployment="iris", '
+                           'modeldeploy_dev_role="canary", Level="Host", Hostname="iris-canary-1"}',
+                 "values": "0+15x20"},
+            ],
+            "promql_expr_test": [{"expr": expr, "eval_time": "4m", "exp_samples": [
+                {"labels": '{modeldeploy_dev_role="canary"}', "value": 0.25},
+                {"labels": '{modeldeploy_dev_role="stable"}', "value": 0},
+            ]}],
+        }],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    tested = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
 def test_alerts_fire_on_a_rollback_a_stuck_rollout_and_an_idle_operator(helm: str, tmp_path: Path) -> None:
     """promtool's rule unit tests: Prometheus's own engine evaluates the alerts over given series."""
     groups = rule_groups(helm, "--set", "metrics.prometheusRule.stuckFor=30m",

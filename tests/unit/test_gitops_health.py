@@ -3,39 +3,24 @@ each phase, computed by the code those tools run (hack/kstatus, built from their
 
 The objects are YAML files in tests/fixtures/modeldeployments, and in $MODELDEPLOY_OBSERVED_OBJECTS
 when set (a directory where the end-to-end tests save objects the operator wrote): each is judged
-by its phase, so a real object dropped in is checked against the same table.
+by its phase, so a real object dropped in is checked against the same table (tests/gitops.py). The
+end-to-end tier judges the objects of its own session the same way
+(tests/e2e/test_dashboard_during_canary.py), so a plain `make test` checks real objects too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from gitops import ARGOCD_SCRIPT, EXPECTED, STALE, expected_for, healthcheck_binary, judge
 from support import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "modeldeployments"
-ARGOCD_SCRIPT = REPO / "charts" / "modeldeploy-operator" / "files" / "argocd-health.lua"
-
-# phase -> (kstatus, Argo CD health): what Flux waits on, and what Argo CD shows.
-EXPECTED = {
-    "Pending": ("InProgress", "Progressing"),
-    "Building": ("InProgress", "Progressing"),
-    "Deploying": ("InProgress", "Progressing"),
-    "Progressing": ("InProgress", "Progressing"),
-    "Paused": ("InProgress", "Suspended"),
-    "Healthy": ("Current", "Healthy"),
-    "Degraded": ("InProgress", "Degraded"),
-    "RolledBack": ("Failed", "Degraded"),
-    "Failed": ("Failed", "Degraded"),
-}
-# Whatever the phase, a status for an older generation is not a verdict on the spec.
-STALE = ("InProgress", "Progressing")
 
 
 def object_files() -> list[Path]:
@@ -46,23 +31,9 @@ def object_files() -> list[Path]:
     return files
 
 
-def expected_for(obj: dict[str, Any]) -> tuple[str, str]:
-    status = obj.get("status") or {}
-    if status.get("observedGeneration", 0) < obj["metadata"].get("generation", 0):
-        return STALE
-    return EXPECTED[status["phase"]]
-
-
 @pytest.fixture(scope="module")
 def healthcheck() -> str:
-    return subprocess.run(["bash", str(REPO / "hack/install-healthcheck.sh")], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def judge(healthcheck: str, obj: dict[str, Any], *args: str) -> dict[str, str]:
-    done = subprocess.run([healthcheck, *args], input=json.dumps(obj), capture_output=True, text=True, check=True)
-    result: dict[str, str] = json.loads(done.stdout)
-    return result
+    return healthcheck_binary()
 
 
 def test_the_fixtures_cover_every_phase() -> None:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from memory_cluster import MemoryCluster
 from modeldeploy.api.conditions import EventNote
 from modeldeploy.observability import OperatorMetrics, serve_metrics
+from modeldeploy.reconcile import reconcile_and_report
+from modeldeploy.settings import OperatorIdentity
+from support import REPO
+
+OPERATOR = OperatorIdentity(image="registry.example/modeldeploy-operator:0.1.0")
 
 Labels = Mapping[str, str]
 
@@ -102,16 +111,68 @@ def test_errors_are_counted_by_kind_and_every_reconcile_stamps_the_time() -> Non
     assert stamp is not None and stamp > 1.7e9
 
 
-def test_archive_builds_count_built_and_reused_and_time_the_job() -> None:
+def reconcile_a_build(metrics: OperatorMetrics, result: dict[str, Any]) -> dict[str, Any]:
+    """The sample's first reconciles against an in-memory cluster: the build Job starts, finishes with
+    `result`, and its archive is recorded; each reconcile is fed to `metrics` as the handler feeds it."""
+    cluster = MemoryCluster()
+    cluster.claims |= {("ml", "models"), ("ml", "model-store")}
+    body = yaml.safe_load((REPO / "manifests/samples/iris.yaml").read_text())
+    body["metadata"]["namespace"] = "ml"
+    cluster.create(body)
+
+    def once() -> None:
+        report = asyncio.run(reconcile_and_report(cluster.body("ml", "iris"), cluster, OPERATOR))
+        assert report.outcome is not None
+        metrics.record_reconcile("ml", "iris", seconds=0.1, result="written" if report.written else "settled",
+                                 status={**report.outcome.status.render(),
+                                         "phase": report.outcome.verdict.phase.value},
+                                 events=report.outcome.notes if report.written else ())
+
+    once()
+    job = next(name for (_, kind, _, name) in cluster.children.objects if kind == "Job")
+    cluster.children.finish_job("ml", job, succeeded=True, message=json.dumps(result))
+    once()
+    once()
+    archive: dict[str, Any] = cluster.body("ml", "iris")["status"]["archive"]
+    return archive
+
+
+BUILD_RESULT = {"inputsDigest": "a" * 64, "sha256": "b" * 64, "uri": "file:///store/" + "a" * 64 + "/iris.mar",
+                "format": "zip-store", "bytes": 14694, "seconds": 42.5, "reused": False}
+
+
+def test_a_built_archive_is_counted_and_its_build_time_observed_once() -> None:
     metrics = OperatorMetrics()
-    ready = EventNote("Normal", "ArchiveReady", "Archive 1234 built")
-    metrics.record_events("ml", "iris", [ready], {"archive": {"reused": False}})
-    metrics.record_events("ml", "iris", [ready], {"archive": {"reused": True}})
-    metrics.record_archive_build_duration(42.0)
+
+    archive = reconcile_a_build(metrics, BUILD_RESULT)
+
+    assert archive["buildSeconds"] == 42.5  # users see it in the status too
     assert value(metrics, "modeldeploy_archive_builds_total", result="built") == 1
-    assert value(metrics, "modeldeploy_archive_builds_total", result="reused") == 1
-    assert value(metrics, "modeldeploy_archive_build_duration_seconds_sum") == 42.0
+    assert not value(metrics, "modeldeploy_archive_builds_total", result="reused")
+    assert value(metrics, "modeldeploy_archive_build_duration_seconds_count") == 1
+    assert value(metrics, "modeldeploy_archive_build_duration_seconds_sum") == 42.5
+    assert value(metrics, "modeldeploy_archive_build_duration_seconds_bucket", le="30.0") == 0
     assert value(metrics, "modeldeploy_archive_build_duration_seconds_bucket", le="60.0") == 1
+
+
+def test_a_reused_archive_is_counted_as_reused_without_a_build_time() -> None:
+    metrics = OperatorMetrics()
+
+    reconcile_a_build(metrics, {**BUILD_RESULT, "seconds": 0.8, "reused": True})
+
+    assert value(metrics, "modeldeploy_archive_builds_total", result="reused") == 1
+    assert not value(metrics, "modeldeploy_archive_builds_total", result="built")
+    assert value(metrics, "modeldeploy_archive_build_duration_seconds_count") == 0
+
+
+def test_a_build_result_without_a_time_counts_the_build_and_observes_nothing() -> None:
+    metrics = OperatorMetrics()
+
+    archive = reconcile_a_build(metrics, {k: v for k, v in BUILD_RESULT.items() if k != "seconds"})
+
+    assert "buildSeconds" not in archive
+    assert value(metrics, "modeldeploy_archive_builds_total", result="built") == 1
+    assert value(metrics, "modeldeploy_archive_build_duration_seconds_count") == 0
 
 
 def test_a_deleted_object_leaves_no_series_behind() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -36,6 +37,8 @@ class ArchiveStatus:
     format: str
     bytes: int
     reused: bool = False
+    build_seconds: float | None = None
+    """How long the build Job took to make (or find) the archive, by the build's own measure."""
 
     @classmethod
     def parse(cls, data: object) -> ArchiveStatus | None:
@@ -52,6 +55,7 @@ class ArchiveStatus:
                 format=str(data["format"]),
                 bytes=int(data["bytes"]),
                 reused=bool(data.get("reused", False)),
+                build_seconds=seconds_or_none(data.get("buildSeconds")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -67,6 +71,7 @@ class ArchiveStatus:
             "format": self.format,
             "bytes": self.bytes,
             "reused": self.reused,
+            **({} if self.build_seconds is None else {"buildSeconds": self.build_seconds}),
         }
 
 
@@ -109,6 +114,14 @@ class StableTemplate:
         """The status field as the CRD defines it."""
         return {"revision": self.revision, "spec": json.dumps(self.spec, sort_keys=True, separators=(",", ":")),
                 "archive": self.archive.render()}
+
+
+def seconds_or_none(value: object) -> float | None:
+    """A non-negative number of seconds, or None for anything else (absent, text, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 @dataclasses.dataclass(frozen=True)

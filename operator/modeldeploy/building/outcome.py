@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modeldeploy.api.spec import ModelDeployment, PvcStore, S3Store
-from modeldeploy.api.status import ArchiveStatus
+from modeldeploy.api.status import ArchiveStatus, seconds_or_none
 from modeldeploy.building.job import STORE_MOUNT
 
 
@@ -94,4 +94,5 @@ def archive_status(result: Mapping[str, Any], md: ModelDeployment, revision: str
         format=str(result["format"]),
         bytes=int(result["bytes"]),
         reused=bool(result.get("reused", False)),
+        build_seconds=seconds_or_none(result.get("seconds")),
     )
