@@ -1,6 +1,7 @@
 """A canary judged by the cluster's own Prometheus, on real TorchServe pods: the README's error-rate query
-promotes a good version; Prometheus gone mid-analysis is Errors, then a MetricsUnavailable rollback; an
-empty answer on a live canary under load is never a pass and the deadline aborts with InsufficientData.
+rolls back a faulty version and promotes a good one; Prometheus gone mid-analysis is Errors, then a
+MetricsUnavailable rollback; an empty answer on a live canary under load is never a pass and the deadline
+aborts with InsufficientData.
 
 Each scenario runs in its own namespace (2 replicas, short intervals, a bounded load through the Service
 `iris`'s ClusterIP), with the canary scenarios' fixtures (tests/e2e/test_canary.py) and the session's
@@ -42,9 +43,9 @@ def readme_queries() -> list[str]:
 
 
 def prometheus_rollout(address: str, query: str, steps: list[dict[str, Any]] | None = None,
-                       deadline: int = 120, **analysis: Any) -> dict[str, Any]:
-    """The iris v2 spec judged by one prometheus metric (no torchserve metric beside it)."""
-    document = version("2", steps=steps)
+                       deadline: int = 120, name: str = "2", **analysis: Any) -> dict[str, Any]:
+    """The iris spec of version `name` (v2 by default) judged by one prometheus metric (no torchserve metric)."""
+    document = version(name, steps=steps)
     rollout = document["spec"]["rollout"]
     rollout["progressDeadlineSeconds"] = deadline
     rollout["analysis"].update({"interval": f"{INTERVAL}s", "consecutiveErrorLimit": 2, **analysis})
@@ -81,19 +82,34 @@ def measured_prometheus(prometheus: str, cluster: LocalCluster) -> Iterator[str]
         cluster.install_prometheus()  # applies the addon again (1 replica) and waits until it answers
 
 
-def test_a_canary_judged_by_the_readmes_prometheus_query_passes_and_is_promoted(
+def test_the_readmes_prometheus_query_rolls_back_a_faulty_version_then_passes_and_promotes_a_good_one(
     cluster: LocalCluster, operator: OperatorProcess, namespace: str, prometheus: str
 ) -> None:
     first = healthy_v1(cluster, namespace)
     error_rate = readme_queries()[0]
-    with Load(cluster, namespace, rate=12, seconds=240) as load, StatusLine(cluster, namespace) as line:
+    with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
+        # The query sees errors: the faulty version (30 % answered 503) is failed on Prometheus's numbers.
+        faulty_at = time.monotonic()
+        apply(cluster, namespace, prometheus_rollout(prometheus, error_rate, name="faulty"))
+        rolled_back = wait_phase(cluster, namespace, "RolledBack", timeout=180)
+        print(f"faulty: apply -> rolled back by Prometheus: {time.monotonic() - faulty_at:.1f} s")
+        aborted = rolled_back["status"]["rollout"]["aborted"]
+        print(f"  {aborted['message']}")
+        assert aborted["reason"] == "AnalysisFailed", aborted
+        assert f"{METRIC} = 0." in aborted["message"] and "above max 0.01" in aborted["message"]
+        assert rolled_back["status"]["stableRevision"] == first["status"]["revision"]
+        faulty_revision = rolled_back["status"]["revision"]
+        wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60, message="canary gone")
+        line.lines.clear()
+
         applied = time.monotonic()
         apply(cluster, namespace, prometheus_rollout(prometheus, error_rate))
         seen: dict[str, dict[str, Any]] = {}
 
         def promoted(status: dict[str, Any]) -> bool:
-            for measurement in counters(status).get("measurements") or []:
-                seen[json.dumps(measurement, sort_keys=True)] = measurement
+            if status.get("canaryRevision") not in (None, faulty_revision):  # v2's own measurements only
+                for measurement in counters(status).get("measurements") or []:
+                    seen[json.dumps(measurement, sort_keys=True)] = measurement
             return status.get("phase") == "Healthy" and status.get("stableRevision") != first["status"]["revision"]
 
         body = wait_status(cluster, namespace, promoted, "v2 promoted", timeout=240)
@@ -113,7 +129,9 @@ def test_a_canary_judged_by_the_readmes_prometheus_query_passes_and_is_promoted(
     assert all(m.get("value", 1.0) <= 0.01 for m in successful)
     reasons = {e["reason"] for e in events(cluster, namespace)}
     assert {"Promoting", "Promoted"} <= reasons and "MetricsUnavailable" not in reasons
-    assert set(load.codes()) == {200}, load.failures(applied)
+    # the faulty version's own 503s, and nothing else: no request was lost to missing capacity
+    assert set(load.codes()) <= {200, 503}, load.failures(faulty_at)
+    assert set(load.codes(since=applied)) == {200}, load.failures(applied)
     assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
 
 
