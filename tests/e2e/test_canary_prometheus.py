@@ -60,8 +60,14 @@ def counters(status: dict[str, Any]) -> dict[str, Any]:
 
 def wait_status(cluster: LocalCluster, namespace: str, predicate: Any, message: str,
                 timeout: float = 180) -> dict[str, Any]:
-    body = wait_for(lambda: (lambda b: b if predicate(b.get("status") or {}) else None)(mdep(cluster, namespace)),
-                    timeout=timeout, interval=0.5, message=message)
+    try:
+        body = wait_for(lambda: (lambda b: b if predicate(b.get("status") or {}) else None)(mdep(cluster, namespace)),
+                        timeout=timeout, interval=0.5, message=message)
+    except AssertionError as timed_out:
+        # What the rollout and its children looked like when it did not get there.
+        state = json.dumps(mdep(cluster, namespace).get("status"), indent=1)
+        children = cluster.kubectl("get", "deployments,pods", "-n", namespace, "-o", "wide", check=False).stdout
+        raise AssertionError(f"{timed_out}\nstatus: {state}\n{children}") from None
     assert isinstance(body, dict)
     return body
 
