@@ -13,7 +13,7 @@ import pytest
 from modeldeploy.api.spec import Metric, PrometheusProvider, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics import Pod, ProviderError, Role, Target, provider_for
+from modeldeploy.metrics import Pod, PrometheusMetrics, ProviderError, Role, Target, provider_for
 from modeldeploy.metrics.torchserve import PodCounters, TorchServeMetrics, parse_counters
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
@@ -153,9 +153,8 @@ def test_a_canary_pod_that_cannot_be_scraped_makes_the_measurement_an_error(fail
     assert measure(provider, ERROR_RATE, T0, T0 + timedelta(seconds=10)).error is not None
 
 
-def test_the_prometheus_slot_answers_a_clear_error_never_a_pass() -> None:
+def test_each_metric_is_measured_by_the_provider_of_its_kind() -> None:
     metric = Metric("p99", PrometheusProvider("http://prometheus:9090", "histogram_quantile(...)"), max=250)
-    provider = provider_for(metric, TorchServeMetrics())
-    measured = asyncio.run(provider.measure(metric, TARGET, T0, T0))
-    assert measured.error is not None and "prometheus metric provider is not available yet" in measured.error
-    assert provider_for(ERROR_RATE, torchserve := TorchServeMetrics()) is torchserve
+    torchserve, prometheus = TorchServeMetrics(), PrometheusMetrics()
+    assert provider_for(metric, torchserve, prometheus) is prometheus
+    assert provider_for(ERROR_RATE, torchserve, prometheus) is torchserve

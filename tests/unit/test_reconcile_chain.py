@@ -13,7 +13,10 @@ import yaml
 
 from memory_cluster import MemoryCluster
 from modeldeploy.api.revision import build_key_of
-from modeldeploy.api.spec import parse
+from modeldeploy.api.spec import Metric, parse
+from modeldeploy.canary.decide import Measurement
+from modeldeploy.canary.verdicts import Sample
+from modeldeploy.metrics import Target
 from modeldeploy.reconcile import Report, reconcile_and_report
 from modeldeploy.settings import OperatorIdentity
 from support import REPO
@@ -394,3 +397,64 @@ def test_stable_deleted_mid_canary_comes_back_at_its_own_revision_not_the_canary
     assert (status(cluster)["stableRevision"], status(cluster)["canaryRevision"]) == (
         stable_revision, status(cluster)["revision"])
     assert status(cluster)["rollout"]["stable"]["revision"] == stable_revision
+
+
+class RecordingPrometheus:
+    """Stands in for the Prometheus client in this in-memory tier: answers `value` and keeps what it was asked."""
+
+    def __init__(self, value: float | None) -> None:
+        self.value = value
+        self.asked: list[tuple[str, str | None, str, datetime, datetime]] = []
+
+    async def measure(self, metric: Metric, target: Target, window_start: datetime, now: datetime) -> Measurement:
+        self.asked.append((metric.name, target.canary_revision, target.namespace, window_start, now))
+        return Measurement(metric=metric.name, at=now, window_start=window_start, canary=Sample(value=self.value))
+
+
+PROMETHEUS_METRIC = {"name": "error-rate-promql", "max": 0.01,
+                     "provider": {"prometheus": {"address": "http://prometheus.monitoring:9090",
+                                                 "query": 'sum(up{revision="{{revision}}"})'}}}
+
+
+def canary_judged_by(cluster: MemoryCluster, prometheus: RecordingPrometheus | None) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    cluster.update_spec(NS, NAME, lambda spec: spec["rollout"]["analysis"].update(metrics=[PROMETHEUS_METRIC]))
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    for seconds in (0, 1, 31):
+        if seconds == 1:
+            cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: READY_POD)
+        moment = NOW + timedelta(seconds=seconds)
+        asyncio.run(reconcile_and_report(cluster.body(NS, NAME), cluster, OPERATOR, prometheus=prometheus,
+                                         now=lambda moment=moment: moment))  # type: ignore[misc]
+
+
+def test_a_prometheus_metric_is_asked_of_the_operators_client_for_the_canarys_revision(
+    cluster: MemoryCluster
+) -> None:
+    prometheus = RecordingPrometheus(0.0)
+    canary_judged_by(cluster, prometheus)
+
+    now = status(cluster)
+    assert [(name, revision, namespace) for name, revision, namespace, _, _ in prometheus.asked] == [
+        ("error-rate-promql", now["canaryRevision"], NS)]
+    _, _, _, window_start, at = prometheus.asked[0]
+    assert (at - window_start) == timedelta(seconds=30)
+    counters = now["rollout"]["metrics"]["error-rate-promql"]
+    assert counters.get("consecutiveErrors", 0) == 0
+    assert (counters["measurements"][-1]["verdict"], counters["measurements"][-1]["value"]) == ("Successful", 0.0)
+
+
+def test_an_empty_prometheus_answer_is_never_evidence(cluster: MemoryCluster) -> None:
+    canary_judged_by(cluster, RecordingPrometheus(None))
+    counters = status(cluster)["rollout"]["metrics"]["error-rate-promql"]
+    assert counters.get("successesAtStep", 0) == 0 and counters.get("consecutiveErrors", 0) == 0
+    assert counters["measurements"][-1]["verdict"] == "Inconclusive"
+
+
+def test_without_a_prometheus_client_a_prometheus_metric_is_an_error_naming_it(cluster: MemoryCluster) -> None:
+    canary_judged_by(cluster, None)
+    counters = status(cluster)["rollout"]["metrics"]["error-rate-promql"]
+    assert counters["consecutiveErrors"] == 1
+    assert "no prometheus metric provider in this operator" in counters["measurements"][-1]["message"]

@@ -6,5 +6,6 @@ errors are raised as the reconcile's own (modeldeploy.reconcile.errors).
 
 from modeldeploy.k8s.api import KubeApi, context_namespace, load_configuration
 from modeldeploy.k8s.children import Children
+from modeldeploy.k8s.secrets import SecretReader
 
-__all__ = ["Children", "KubeApi", "context_namespace", "load_configuration"]
+__all__ = ["Children", "KubeApi", "SecretReader", "context_namespace", "load_configuration"]

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modeldeploy import GROUP, PLURAL, VERSION
 from modeldeploy.k8s.children import Children
+from modeldeploy.k8s.secrets import SecretReader
 from modeldeploy.reconcile.errors import ConflictError, ForbiddenError, KubeApiError, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class KubeApi:
         self._timeout = timeout_seconds
         self.last_success: datetime | None = None
         self.children = Children(self._call, api_client)
+        # The Secrets prometheus metrics name (their client credentials), read through the same connection pool.
+        self.secrets = SecretReader(api_client)
 
     @classmethod
     def connect(cls, *, timeout_seconds: float = 30.0) -> KubeApi:

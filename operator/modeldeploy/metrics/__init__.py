@@ -6,7 +6,7 @@ A `MetricProvider` measures one metric of one ModelDeployment over a window and 
 """
 
 from modeldeploy.metrics.base import MetricProvider, Pod, ProviderError, Role, Target
-from modeldeploy.metrics.factory import ProviderUnavailable, provider_for
+from modeldeploy.metrics.factory import provider_for, provider_kind
 from modeldeploy.metrics.prometheus import PrometheusMetrics
 
 __all__ = [
@@ -14,8 +14,8 @@ __all__ = [
     "Pod",
     "PrometheusMetrics",
     "ProviderError",
-    "ProviderUnavailable",
     "Role",
     "Target",
     "provider_for",
+    "provider_kind",
 ]

@@ -17,6 +17,7 @@ from modeldeploy.api.conditions import EventNote, Verdict
 from modeldeploy.api.revision import Digest
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.api.status import Status
+from modeldeploy.metrics.base import MetricProvider
 from modeldeploy.metrics.torchserve import TorchServeMetrics
 from modeldeploy.settings import OperatorIdentity
 
@@ -100,6 +101,8 @@ class ReconcileContext:
     """The spec as the user wrote it (kept in status as the stable revision's template)."""
     torchserve: TorchServeMetrics | None = None
     """The operator's long-lived TorchServe scraper (it keeps per-pod baselines); None: no measurement."""
+    prometheus: MetricProvider | None = None
+    """The operator's Prometheus client (one HTTP session, Secrets read at each query); None: no measurement."""
 
     @property
     def children(self) -> Children:

@@ -30,7 +30,7 @@ from modeldeploy.api.labels import (
     selector_text,
 )
 from modeldeploy.api.revision import revision_of
-from modeldeploy.api.spec import SpecError, TorchServeProvider, parse_spec
+from modeldeploy.api.spec import SpecError, parse_spec
 from modeldeploy.api.status import ArchiveStatus, RolloutStatus, StableTemplate
 from modeldeploy.canary import (
     Decision,
@@ -46,7 +46,7 @@ from modeldeploy.canary import (
     due_metrics,
     read_request,
 )
-from modeldeploy.metrics import Pod, Target, provider_for
+from modeldeploy.metrics import Pod, Target, provider_for, provider_kind
 from modeldeploy.metrics import Role as PodRole
 from modeldeploy.reconcile.context import ReconcileContext
 from modeldeploy.reconcile.pods import waiting_problem
@@ -121,17 +121,16 @@ async def _measure(ctx: ReconcileContext, policy: Policy, state: RolloutState,
             continue  # a pod of an earlier canary still going: its numbers are not this revision's
         targets.append(Pod(name=pod["metadata"]["name"], uid=pod["metadata"]["uid"], ip=ip, role=PodRole(role)))
     target = Target(namespace=md.namespace, name=md.name, model_name=md.spec.model.name, pods=tuple(targets),
-                    metrics_port=md.spec.serving.metrics_port)
+                    metrics_port=md.spec.serving.metrics_port, canary_revision=state.canary_revision)
     metrics = {m.name: m for m in md.spec.rollout.analysis.metrics}
     measured: list[Measurement] = []
     for item in due:
         metric = metrics[item.metric]
-        if ctx.torchserve is None and isinstance(metric.provider, TorchServeProvider):
+        provider = provider_for(metric, ctx.torchserve, ctx.prometheus)
+        if provider is None:
             measured.append(Measurement(metric=metric.name, at=ctx.now, window_start=item.window_start,
-                                        error="no TorchServe scraper in this operator"))
+                                        error=f"no {provider_kind(metric)} metric provider in this operator"))
             continue
-        assert ctx.torchserve is not None or not isinstance(metric.provider, TorchServeProvider)
-        provider = provider_for(metric, ctx.torchserve)  # type: ignore[arg-type]
         measured.append(await provider.measure(metric, target, item.window_start, ctx.now))
     return tuple(measured)
 
