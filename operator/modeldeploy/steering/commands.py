@@ -24,11 +24,11 @@ from modeldeploy.reconcile.errors import ConflictError, KubeApiError
 from modeldeploy.steering.plan import (
     Refusal,
     describe_request,
-    events_since,
     is_handled,
     outcome,
     pending_request,
     plan_request,
+    request_events,
 )
 from modeldeploy.steering.view import build_view, render_plain, render_rich, view_to_dict
 
@@ -151,8 +151,7 @@ def _follow(api: SteeringApi, namespace: str, name: str, body: dict[str, Any], r
     uid = str(current["metadata"].get("uid", ""))
     grace = time.monotonic() + min(EVENT_GRACE_SECONDS, max(0.0, deadline - time.monotonic()))
     events = api.events(namespace, uid)
-    while not [e for e in events_since(events, request.at) if request.revision[:10] in str(e.get("message"))] \
-            and time.monotonic() < grace:
+    while not request_events(events, request) and time.monotonic() < grace:
         time.sleep(0.5)
         events = api.events(namespace, uid)
     result = outcome(current, request, events)

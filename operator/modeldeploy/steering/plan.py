@@ -189,6 +189,16 @@ def phase_line(body: Mapping[str, Any]) -> str:
     return f"phase {phase}: {message}" if message else f"phase {phase}"
 
 
+def request_events(events: Sequence[Mapping[str, Any]], request: ManualRequest) -> list[Mapping[str, Any]]:
+    """The Events since `request` that say what the engine did with it, oldest first.
+
+    Only the request's own reasons count: a phase change posts an Event naming the revision too,
+    often just before the one that says what the request did.
+    """
+    return [e for e in events_since(events, request.at)
+            if e.get("reason") in REQUEST_EVENT_REASONS and short(request.revision) in str(e.get("message", ""))]
+
+
 def outcome(body: Mapping[str, Any], request: ManualRequest, events: Sequence[Mapping[str, Any]]) -> Outcome:
     """What the engine did with `request`, from the object after and the Events since the request."""
     related = [e for e in events_since(events, request.at) if e.get("reason") in REQUEST_EVENT_REASONS]
