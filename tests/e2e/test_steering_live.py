@@ -116,14 +116,18 @@ def requested_by(cluster: LocalCluster, namespace: str) -> str:
     return str(json.loads(annotations[REQUEST_ANNOTATION])["by"])
 
 
-def healthy_then_canary(cluster: LocalCluster, namespace: str, steps: list[dict[str, Any]]) -> tuple[str, int]:
-    """v1 Healthy, then v2 applied: (v1's revision, the generation v2's spec made)."""
+def healthy_v1(cluster: LocalCluster, namespace: str, steps: list[dict[str, Any]]) -> str:
+    """v1 applied and Healthy: its revision."""
     apply(cluster, namespace, spec("1", steps))
-    first = wait_phase(cluster, namespace, "Healthy", timeout=240)
+    return str(wait_phase(cluster, namespace, "Healthy", timeout=240)["status"]["revision"])
+
+
+def canary_of_v2(cluster: LocalCluster, namespace: str, steps: list[dict[str, Any]], stable: str) -> tuple[str, int]:
+    """v2 applied: (its revision, now the canary's, and the generation its spec made)."""
     apply(cluster, namespace, spec("2", steps))
     body = wait_status(cluster, namespace, lambda s: s.get("canaryRevision"), "the canary of v2", timeout=60)
-    assert body["status"]["canaryRevision"] != first["status"]["revision"]
-    return str(first["status"]["revision"]), int(body["metadata"]["generation"])
+    assert body["status"]["canaryRevision"] != stable
+    return str(body["status"]["canaryRevision"]), int(body["metadata"]["generation"])
 
 
 class Terminal:
@@ -172,10 +176,10 @@ def test_promote_pause_resume_and_promote_full_steer_a_live_canary_as_the_live_v
     cluster: LocalCluster, operator: OperatorProcess, namespace: str, two_versions: Path,
     terminal: Callable[[], Terminal],
 ) -> None:
+    started = time.monotonic()
+    stable = healthy_v1(cluster, namespace, STEPS)
     with Load(cluster, namespace, rate=10, seconds=420) as load:
-        started = time.monotonic()
-        stable, generation = healthy_then_canary(cluster, namespace, STEPS)
-        canary = str(mdep(cluster, namespace)["status"]["canaryRevision"])
+        canary, generation = canary_of_v2(cluster, namespace, STEPS, stable)
         screen = terminal()
         screen.shows(f"{stable[:10]} (stable) -> {canary[:10]} (canary)", "step 1/3", message="the canary")
 
@@ -214,15 +218,15 @@ def test_promote_pause_resume_and_promote_full_steer_a_live_canary_as_the_live_v
         assert during["status"]["phase"] == "Paused" and rollout_of(during)["weight"] == 50
         screen.shows("paused by a user", message="the user's pause")
 
+        held_seconds = time.monotonic() - paused_at  # at least this long between the engine's pause and resume
         resume = modeldeploy(cluster, namespace, "resume")
-        held_seconds = time.monotonic() - paused_at
         assert resume.returncode == 0, resume.stdout + resume.stderr
         assert f"Normal Resumed: revision {canary[:10]} resumed by {by}" in resume.stdout
         after = rollout_of(mdep(cluster, namespace))
         assert after.get("pause") is None and after["stepIndex"] == 1
         # The step's start moved forward by the time paused: its pause and the deadline did not run meanwhile.
         shifted = (parse_time(after["stepStartedAt"]) - parse_time(before["stepStartedAt"])).total_seconds()
-        assert shifted >= held_seconds - 2, (shifted, held_seconds)
+        assert shifted >= held_seconds - 1, (shifted, held_seconds)  # times are kept to the second
 
         # --full: the 10 minutes left at step 2 and the analysis of the steps after it are skipped.
         full = modeldeploy(cluster, namespace, "promote", "--full")
@@ -249,10 +253,10 @@ def test_abort_rolls_back_naming_who_asked_a_stale_promote_does_nothing_and_retr
     cluster: LocalCluster, operator: OperatorProcess, namespace: str, two_versions: Path,
 ) -> None:
     steps: list[dict[str, Any]] = [{"weight": 50}, {"weight": 100}]
+    stable = healthy_v1(cluster, namespace, steps)
     with Load(cluster, namespace, rate=10, seconds=420):
-        stable, generation = healthy_then_canary(cluster, namespace, steps)
-        measured = wait_status(cluster, namespace, lambda s: successes(s) >= 1, "a Successful measurement at step 1")
-        canary = str(measured["status"]["canaryRevision"])
+        canary, generation = canary_of_v2(cluster, namespace, steps, stable)
+        wait_status(cluster, namespace, lambda s: successes(s) >= 1, "a Successful measurement at step 1")
 
         abort = modeldeploy(cluster, namespace, "abort")
         assert abort.returncode == 0, abort.stdout + abort.stderr
