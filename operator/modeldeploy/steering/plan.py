@@ -201,9 +201,8 @@ def request_events(events: Sequence[Mapping[str, Any]], request: ManualRequest) 
 
 def outcome(body: Mapping[str, Any], request: ManualRequest, events: Sequence[Mapping[str, Any]]) -> Outcome:
     """What the engine did with `request`, from the object after and the Events since the request."""
-    related = [e for e in events_since(events, request.at) if e.get("reason") in REQUEST_EVENT_REASONS]
-    ignored = [e for e in related if e.get("reason") == "RequestIgnored" and short(request.revision) in
-               str(e.get("message", ""))]
+    related = request_events(events, request)
+    ignored = [e for e in related if e.get("reason") == "RequestIgnored"]
     lines = [f"{e.get('type', 'Normal')} {e.get('reason')}: {e.get('message', '')}" for e in related]
     lines.append(phase_line(body))
     return Outcome(changed=not ignored, lines=tuple(lines))
