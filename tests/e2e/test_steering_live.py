@@ -140,7 +140,9 @@ class Terminal:
         self.base = [binary, "-S", str(socket)]
         command = (f"KUBECONFIG={cluster.kubeconfig} PATH={os.path.dirname(sys.executable)}:$PATH "
                    f"{sys.executable} -m modeldeploy status -w iris -n {namespace}")
-        subprocess.run([*self.base, "new-session", "-d", "-x", "160", "-y", "60", "-s", "view", command], check=True)
+        # The pane stays after the command ends, so a view that died leaves its last words on the screen.
+        subprocess.run([*self.base, "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
+                        "new-session", "-d", "-x", "160", "-y", "60", "-s", "view", command], check=True)
         self.screens: list[str] = []
 
     def pane(self) -> str:
@@ -151,9 +153,12 @@ class Terminal:
         return text
 
     def shows(self, *needles: str, message: str, timeout: float = 60) -> str:
-        """The screen once it shows every one of `needles`."""
-        return str(wait_for(lambda: (lambda text: text if all(n in text for n in needles) else None)(self.pane()),
-                            timeout=timeout, interval=0.5, message=f"the live view showing {message}"))
+        """The screen once it shows every one of `needles` (the failure quotes the last screen)."""
+        try:
+            return str(wait_for(lambda: (lambda text: text if all(n in text for n in needles) else None)(self.pane()),
+                                timeout=timeout, interval=0.5, message=f"the live view showing {message}"))
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nlast screen:\n{self.pane()}") from None
 
     def close(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
