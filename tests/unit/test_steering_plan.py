@@ -164,6 +164,9 @@ def test_the_command_waits_for_the_requests_own_event_not_the_phase_change_poste
     step = event("CanaryStep", "revision 1b2c3d4e5f: step 2/3, weight 50 %", NOW + timedelta(seconds=1))
     other = event("CanaryStep", "revision 9999999999: step 2/3, weight 50 %", NOW + timedelta(seconds=1))
     assert request_events([phase_change, other, step], request) == [step]
+    # A phase change that shares the action's reason is not its answer either.
+    promoting = event("Promoting", "Progressing: promoting revision 1b2c3d4e5f", NOW + timedelta(seconds=1))
+    assert request_events([promoting], request) == []
 
 
 def test_a_stale_request_ignored_by_the_engine_is_reported_as_no_change() -> None:
