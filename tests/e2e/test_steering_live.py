@@ -240,7 +240,7 @@ def test_promote_pause_resume_and_promote_full_steer_a_live_canary_as_the_live_v
         screen.shows("promoting", message="the promotion")
         promoted = wait_phase(cluster, namespace, "Healthy", timeout=180)
         elapsed = time.monotonic() - started
-        screen.shows(f"{canary[:10]} (stable)", "no canary", "Promoted", message="the promoted revision")
+        screen.shows(f"{canary[:10]} (stable)", "no canary", "Healthy", message="the promoted revision")
         nothing = modeldeploy(cluster, namespace, "promote")
     assert promoted["status"]["stableRevision"] == canary
     assert promoted["metadata"]["generation"] == generation
