@@ -2,9 +2,11 @@
 
 Starts the cluster, installs the CRD, puts the iris model's files on a claim, runs the operator,
 applies the iris sample and prints the ModelDeployment's status as it changes, then asks the
-Service `iris` for predictions through its ClusterIP, as a client in the cluster would. Then a canary: under a steady load, v2 is promoted step by step, and a
-faulty version (30 % of requests fail) is rolled back on its own. Everything is removed at the end
-(--keep waits for Ctrl-C first).
+Service `iris` for predictions through its ClusterIP, as a client in the cluster would. Then a canary
+under a steady load, shown on a terminal with `modeldeploy status -w` (the live view; elsewhere a line
+per change and the plain view of `modeldeploy status` at the end of each stage, so logs stay readable):
+v2 holds at its first step until `modeldeploy promote` ends it, and a faulty version (30 % of requests
+fail) is rolled back on its own. Everything is removed at the end (--keep waits for Ctrl-C first).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +41,21 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def status_line(cluster: LocalCluster) -> str:
+def current_status(cluster: LocalCluster) -> dict[str, Any] | None:
+    """The ModelDeployment's status now ({} before the operator wrote one, None when there is no object)."""
     out = cluster.kubectl("get", "mdep", "iris", "-n", NAMESPACE, "-o", "json", check=False)
     if out.returncode != 0:
+        return None
+    status: dict[str, Any] = json.loads(out.stdout).get("status") or {}
+    return status
+
+
+def status_line(status: dict[str, Any] | None) -> str:
+    if status is None:
         return "(not found)"
-    status = json.loads(out.stdout).get("status") or {}
     if not status:
         return "(no status yet)"
-    ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
     canary = ""
     if status.get("canaryRevision"):
         weight = (status.get("rollout") or {}).get("weight")
@@ -53,18 +63,58 @@ def status_line(cluster: LocalCluster) -> str:
     return f"{status.get('phase', '-'):<11} {canary}{ready.get('reason', '-')}: {ready.get('message', '')}"
 
 
-def follow(cluster: LocalCluster, until: tuple[str, ...], timeout: float = 300) -> str:
-    """Print the status line each time it changes, until it starts with one of `until`."""
-    started, last = time.monotonic(), ""
-    while time.monotonic() - started < timeout:
-        line = status_line(cluster)
-        if line != last:
-            say(f"   {time.monotonic() - started:6.1f}s  {line}")
-            last = line
-        if line.startswith(until):
-            break
-        time.sleep(0.5)
-    return last
+def phase_in(*phases: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda status: status.get("phase") in phases
+
+
+def follow(cluster: LocalCluster, until: Callable[[dict[str, Any]], bool], timeout: float = 300) -> dict[str, Any]:
+    """Show the rollout until `until(status)` holds; return that status.
+
+    On a terminal: `modeldeploy status -w`, the live view a user runs. Elsewhere (CI logs): one line
+    per change, and the plain view of `modeldeploy status` at the end.
+    """
+    live = None
+    if sys.stdout.isatty():
+        live = subprocess.Popen([sys.executable, "-m", "modeldeploy", "status", "-w", "iris", "-n", NAMESPACE],
+                                env=cluster.env())
+    started, last, status = time.monotonic(), "", None
+    try:
+        while time.monotonic() - started < timeout:
+            status = current_status(cluster)
+            line = status_line(status)
+            if live is None and line != last:
+                say(f"   {time.monotonic() - started:6.1f}s  {line}")
+                last = line
+            if status and until(status):
+                break
+            time.sleep(0.5)
+    finally:
+        if live is not None:
+            time.sleep(1.5)  # one more refresh of the view with the state just reached
+            live.send_signal(signal.SIGINT)  # the view ends on Ctrl-C, leaving its last screen
+            try:
+                live.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                live.kill()
+                live.wait()
+    if live is None:
+        say(modeldeploy(cluster, "status"))
+    else:
+        say(f"   {time.monotonic() - started:6.1f}s  {status_line(status)}")
+    return status or {}
+
+
+def modeldeploy(cluster: LocalCluster, *args: str) -> str:
+    """A `modeldeploy` command as a user runs it, and its answer."""
+    out = subprocess.run([sys.executable, "-m", "modeldeploy", *args, "iris", "-n", NAMESPACE], env=cluster.env(),
+                         capture_output=True, text=True, timeout=120)
+    return "\n".join(f"   {line}" for line in (out.stdout + out.stderr).rstrip().splitlines())
+
+
+def measured(status: dict[str, Any]) -> bool:
+    """The canary holds at a step waiting for a promote, with a Successful measurement there."""
+    counters = ((status.get("rollout") or {}).get("metrics") or {}).get("error-rate") or {}
+    return status.get("phase") == "Paused" and int(counters.get("successesAtStep", 0)) >= 1
 
 
 class Load(threading.Thread):
@@ -103,14 +153,15 @@ class Load(threading.Thread):
             self.stopped.wait(0.1)
 
 
-def version(sample: dict[str, Any], name: str, model_version: str) -> dict[str, Any]:
-    """The sample serving the model files in iris/NAME with a short canary: 50 % for 10 s, then 100 %."""
+def version(sample: dict[str, Any], name: str, model_version: str,
+            steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The sample serving the model files in iris/NAME with a short canary (by default 50 % for 10 s, then 100 %)."""
     document: dict[str, Any] = json.loads(json.dumps(sample))
     document["spec"]["model"].update(version=model_version,
                                      serializedFile={"uri": f"pvc://models/iris/{name}/model.pt"},
                                      configFile={"uri": f"pvc://models/iris/{name}/model-config.yaml"})
     document["spec"]["rollout"] = {
-        "steps": [{"weight": 50, "pause": "10s"}, {"weight": 100}],
+        "steps": steps or [{"weight": 50, "pause": "10s"}, {"weight": 100}],
         "analysis": {"interval": "5s", "failureLimit": 1, "minRequests": 10,
                      "metrics": [{"name": "error-rate", "provider": {"torchserve": {"metric": "error-rate"}},
                                   "max": 0.1}]},
@@ -172,7 +223,7 @@ def main() -> int:
             cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(sample))
             last = ""
             while time.monotonic() - started < 300:
-                line = status_line(cluster)
+                line = status_line(current_status(cluster))
                 if line != last:
                     say(f"   {time.monotonic() - started:6.1f}s  {line}")
                     last = line
@@ -202,24 +253,33 @@ def main() -> int:
             say(f"== Prometheus, prometheus.monitoring.svc:9090 ({prometheus} from here): "
                 f"{targets} annotated pods scraped")
 
-            say("== a canary under load (10 requests/s through the Service iris): v2 at 50 % for 10 s, then 100 %")
+            say("== a canary under load (10 requests/s through the Service iris): v2 at 50 % until promoted, "
+                "then 100 %")
             load = Load(cluster)
             load.start()
-            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(version(sample, "2", "2")))
-            promoted = follow(cluster, ("Healthy", "RolledBack", "Failed"))
+            waiting = version(sample, "2", "2", steps=[{"weight": 50}, {"weight": 100}])
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(waiting))
+            held = follow(cluster, lambda status: measured(status) or phase_in("RolledBack", "Failed")(status))
+            if held.get("phase") != "Paused":
+                say(f"!! v2 did not reach its first step; operator log: {log_path}")
+                return 1
+            say("== step 1 has no pause: it holds until a person promotes it (the spec is not touched)")
+            say("   $ modeldeploy promote iris -n demo")
+            say(modeldeploy(cluster, "promote"))
+            promoted = follow(cluster, phase_in("Healthy", "RolledBack", "Failed"))
             say(f"   requests so far by HTTP status: {dict(sorted(load.codes.items()))}")
-            if not promoted.startswith("Healthy"):
+            if promoted.get("phase") != "Healthy":
                 say(f"!! v2 was not promoted; operator log: {log_path}")
                 return 1
             say("== a faulty version (30 % of its requests fail): rolled back on its own")
             faulty = version(sample, "faulty", "2-faulty")
             cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(faulty))
-            rolled_back = follow(cluster, ("RolledBack", "Failed"))
+            rolled_back = follow(cluster, phase_in("RolledBack", "Failed"))
             load.stopped.set()
             load.join()
             say(f"   requests by HTTP status (503s came from the faulty canary): {dict(sorted(load.codes.items()))}")
             say(cluster.kubectl("get", "mdep,deploy", "-n", NAMESPACE).stdout)
-            if not rolled_back.startswith("RolledBack"):
+            if rolled_back.get("phase") != "RolledBack":
                 say(f"!! the faulty version was not rolled back; operator log: {log_path}")
                 return 1
             if args.keep:

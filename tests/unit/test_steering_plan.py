@@ -18,7 +18,15 @@ from modeldeploy.canary.state import (
     RolloutState,
     format_time,
 )
-from modeldeploy.steering.plan import Refusal, describe_request, fresh_time, is_handled, outcome, plan_request
+from modeldeploy.steering.plan import (
+    Refusal,
+    describe_request,
+    fresh_time,
+    is_handled,
+    outcome,
+    plan_request,
+    request_events,
+)
 
 NOW = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
 STABLE = "7f3a9c01de" + "0" * 54
@@ -147,6 +155,18 @@ def test_the_outcome_prints_the_engines_event_and_the_phase() -> None:
     assert result.changed
     assert result.lines == ("Normal CanaryStep: revision 1b2c3d4e5f: step 2/3, weight 50 %",
                             "phase Progressing: canary 1b2c3d4e5f at step 2/3, weight 50 %")
+
+
+def test_the_command_waits_for_the_requests_own_event_not_the_phase_change_posted_before_it() -> None:
+    request = ManualRequest(Action.PROMOTE, CANARY, format_time(NOW))
+    phase_change = event("CanaryProgressing", "Progressing: canary 1b2c3d4e5f at step 2/3", NOW + timedelta(seconds=1))
+    assert request_events([phase_change], request) == []
+    step = event("CanaryStep", "revision 1b2c3d4e5f: step 2/3, weight 50 %", NOW + timedelta(seconds=1))
+    other = event("CanaryStep", "revision 9999999999: step 2/3, weight 50 %", NOW + timedelta(seconds=1))
+    assert request_events([phase_change, other, step], request) == [step]
+    # A phase change that shares the action's reason is not its answer either.
+    promoting = event("Promoting", "Progressing: promoting revision 1b2c3d4e5f", NOW + timedelta(seconds=1))
+    assert request_events([promoting], request) == []
 
 
 def test_a_stale_request_ignored_by_the_engine_is_reported_as_no_change() -> None:

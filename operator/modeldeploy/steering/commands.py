@@ -24,11 +24,11 @@ from modeldeploy.reconcile.errors import ConflictError, KubeApiError
 from modeldeploy.steering.plan import (
     Refusal,
     describe_request,
-    events_since,
     is_handled,
     outcome,
     pending_request,
     plan_request,
+    request_events,
 )
 from modeldeploy.steering.view import build_view, render_plain, render_rich, view_to_dict
 
@@ -110,6 +110,8 @@ def _request(api: SteeringApi, namespace: str, args: argparse.Namespace) -> int:
             _say(plan.reason)
             return NOTHING
         pending = pending_request(body)
+        # The Events already there say nothing about this request (the last command's are seconds old).
+        before = _event_versions(api.events(namespace, str(body["metadata"].get("uid", ""))))
         try:
             written = api.annotate(namespace, args.name, REQUEST_ANNOTATION, plan.to_annotation(),
                                    resource_version=body["metadata"]["resourceVersion"])
@@ -122,14 +124,20 @@ def _request(api: SteeringApi, namespace: str, args: argparse.Namespace) -> int:
         if args.timeout <= 0:
             _say("written; the operator records it in status.rollout.lastRequest when it acts on it")
             return DONE
-        return _follow(api, namespace, args.name, written, plan, args.timeout)
+        return _follow(api, namespace, args.name, written, plan, args.timeout, before)
     print("error: the object kept changing; try again", file=sys.stderr)
     return FAILED
 
 
+def _event_versions(events: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """Each Event's identity and version: a repeated Event gets a new version."""
+    return frozenset((str(e.get("metadata", {}).get("uid")), str(e.get("metadata", {}).get("resourceVersion")))
+                     for e in events)
+
+
 def _follow(api: SteeringApi, namespace: str, name: str, body: dict[str, Any], request: ManualRequest,
-            timeout: float) -> int:
-    """Wait until the engine records `request` as handled; print what it did."""
+            timeout: float, before: frozenset[tuple[str, str]] = frozenset()) -> int:
+    """Wait until the engine records `request` as handled; print what it did (Events in `before` are older)."""
     deadline = time.monotonic() + timeout
     current: dict[str, Any] | None = body
     while current is not None and not is_handled(current, request):
@@ -150,11 +158,14 @@ def _follow(api: SteeringApi, namespace: str, name: str, body: dict[str, Any], r
         return FAILED
     uid = str(current["metadata"].get("uid", ""))
     grace = time.monotonic() + min(EVENT_GRACE_SECONDS, max(0.0, deadline - time.monotonic()))
-    events = api.events(namespace, uid)
-    while not [e for e in events_since(events, request.at) if request.revision[:10] in str(e.get("message"))] \
-            and time.monotonic() < grace:
+
+    def new_events() -> list[dict[str, Any]]:
+        return [e for e in api.events(namespace, uid) if not _event_versions([e]) <= before]
+
+    events = new_events()
+    while not request_events(events, request) and time.monotonic() < grace:
         time.sleep(0.5)
-        events = api.events(namespace, uid)
+        events = new_events()
     result = outcome(current, request, events)
     _say("handled:")
     for line in result.lines:

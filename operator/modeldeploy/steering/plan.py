@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from modeldeploy.api.conditions import Phase
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, RequestError, parse_request
 from modeldeploy.canary.state import PauseReason, RolloutState, format_time, parse_time
 
@@ -189,11 +190,27 @@ def phase_line(body: Mapping[str, Any]) -> str:
     return f"phase {phase}: {message}" if message else f"phase {phase}"
 
 
+def request_events(events: Sequence[Mapping[str, Any]], request: ManualRequest) -> list[Mapping[str, Any]]:
+    """The Events since `request` that say what the engine did with it, oldest first.
+
+    Only the request's own reasons count: a phase change posts an Event naming the revision too,
+    often just before the one that says what the request did.
+    """
+    return [e for e in events_since(events, request.at)
+            if e.get("reason") in REQUEST_EVENT_REASONS and short(request.revision) in str(e.get("message", ""))
+            and not is_phase_change(e)]
+
+
+def is_phase_change(event: Mapping[str, Any]) -> bool:
+    """Whether `event` is the one every phase change posts ("Phase: message"), which may share a reason
+    (Promoting, Aborted) with the Event the request's own action posts."""
+    return str(event.get("message", "")).startswith(tuple(f"{phase.value}: " for phase in Phase))
+
+
 def outcome(body: Mapping[str, Any], request: ManualRequest, events: Sequence[Mapping[str, Any]]) -> Outcome:
     """What the engine did with `request`, from the object after and the Events since the request."""
-    related = [e for e in events_since(events, request.at) if e.get("reason") in REQUEST_EVENT_REASONS]
-    ignored = [e for e in related if e.get("reason") == "RequestIgnored" and short(request.revision) in
-               str(e.get("message", ""))]
+    related = request_events(events, request)
+    ignored = [e for e in related if e.get("reason") == "RequestIgnored"]
     lines = [f"{e.get('type', 'Normal')} {e.get('reason')}: {e.get('message', '')}" for e in related]
     lines.append(phase_line(body))
     return Outcome(changed=not ignored, lines=tuple(lines))
