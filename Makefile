@@ -17,6 +17,7 @@ setup: system-packages $(STAMP) cluster-build tools
 tools:
 	@bash hack/install-helm.sh >/dev/null
 	@bash hack/install-healthcheck.sh >/dev/null
+	@bash hack/install-prometheus-operator-crds.sh >/dev/null
 
 system-packages:
 	@bash hack/install-system-packages.sh
