@@ -10,7 +10,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -133,15 +133,55 @@ def release(cluster: LocalCluster, helm: str) -> Iterator[dict[str, str]]:
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
 
 
-def test_the_rendered_chart_passes_the_api_servers_dry_run(cluster: LocalCluster, helm: str) -> None:
+@pytest.fixture(scope="module")
+def prometheus_operator_crds(cluster: LocalCluster) -> Iterator[Path]:
+    """The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, of the version the README names, applied
+    server-side for this module's tests and removed after them: no other test sees monitoring.coreos.com."""
+    folder = Path(subprocess.run(["bash", str(REPO / "hack/install-prometheus-operator-crds.sh")], check=True,
+                                 capture_output=True, text=True).stdout.strip())
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", str(folder))
+        cluster.kubectl("wait", "--for=condition=Established", "-f", str(folder), "--timeout=60s")
+        yield folder
+    finally:
+        # Deleting a CRD deletes its objects too.
+        cluster.kubectl("delete", "--ignore-not-found", "-f", str(folder), "--timeout=120s", check=False)
+
+
+def server_dry_run(cluster: LocalCluster, docs: list[dict]) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
+    """`kubectl apply --dry-run=server` with strict field validation: an unknown field is refused, not pruned."""
+    return cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-n", SYSTEM, "-f", "-",
+                           input=yaml.safe_dump_all(docs), check=False)
+
+
+def test_the_rendered_chart_passes_the_api_servers_dry_run(cluster: LocalCluster, helm: str,
+                                                           prometheus_operator_crds: Path) -> None:
     cluster.kubectl("create", "namespace", SYSTEM, check=False)
-    # The ServiceMonitor and PrometheusRule need the Prometheus Operator's CRDs, absent here.
-    out = subprocess.run([helm, "template", "md", str(CHART), "-n", SYSTEM, "--set", "grafanaDashboard.enabled=true"],
-                         check=True, capture_output=True, text=True).stdout
-    applied = cluster.kubectl("apply", "--dry-run=server", "-n", SYSTEM, "-f", "-", input=out, check=False)
+    # Every option: the ServiceMonitor and PrometheusRule are checked by the Prometheus Operator's own schemas.
+    applied = server_dry_run(cluster, render(helm, *EVERY_OPTION))
     assert applied.returncode == 0, applied.stderr
     kinds = {line.split("/")[0] for line in applied.stdout.splitlines()}
-    assert {"service", "deployment.apps", "configmap", "clusterrole.rbac.authorization.k8s.io"} <= kinds
+    assert {"service", "deployment.apps", "configmap", "clusterrole.rbac.authorization.k8s.io",
+            "servicemonitor.monitoring.coreos.com", "prometheusrule.monitoring.coreos.com"} <= kinds
+
+
+@pytest.mark.parametrize(("kind", "change", "refused"), [
+    ("ServiceMonitor", lambda spec: spec["endpoints"][0].update(honourLabels=True),
+     'unknown field "spec.endpoints[0].honourLabels"'),
+    ("ServiceMonitor", lambda spec: spec["endpoints"][0].update(interval="30 seconds"),
+     "spec.endpoints[0].interval"),
+    ("PrometheusRule", lambda spec: spec["groups"][0]["rules"][1].update({"for": "an hour"}),
+     "spec.groups[0].rules[1].for"),
+], ids=["unknown-field", "bad-interval", "bad-for"])
+def test_the_dry_run_refuses_what_the_prometheus_operators_schemas_refuse(
+        cluster: LocalCluster, helm: str, prometheus_operator_crds: Path, kind: str,
+        change: Callable[[dict], None], refused: str) -> None:  # type: ignore[type-arg]
+    cluster.kubectl("create", "namespace", SYSTEM, check=False)
+    doc = next(d for d in render(helm, *EVERY_OPTION) if d["kind"] == kind)
+    change(doc["spec"])
+    applied = server_dry_run(cluster, [doc])
+    assert applied.returncode != 0
+    assert refused in applied.stderr, applied.stderr
 
 
 def test_helm_install_with_a_wrong_value_is_refused_naming_the_field(cluster: LocalCluster, helm: str) -> None:
@@ -235,3 +275,41 @@ def test_helm_test_finds_the_operator_answering(cluster: LocalCluster, helm: str
     tested = helm_run(helm, "test", "md", "-n", SYSTEM, "--logs", "--timeout", "120s", env=release)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "the operator answers on http://md-modeldeploy-metrics.modeldeploy-system.svc:8081/metrics" in tested.stdout
+
+
+def test_helm_upgrade_with_every_option_creates_a_service_monitor_and_alerts_the_prometheus_operator_would_use(
+        cluster: LocalCluster, helm: str, release: dict[str, str], prometheus_operator_crds: Path) -> None:
+    upgraded = helm_run(helm, "upgrade", "md", str(CHART), "-n", SYSTEM, "--reuse-values", *EVERY_OPTION, env=release)
+    try:
+        assert upgraded.returncode == 0, upgraded.stderr
+        rendered = {d["kind"]: d for d in render(helm, *EVERY_OPTION)}
+        monitors = kubectl_json(cluster, "get", "servicemonitors", "-n", SYSTEM)["items"]
+        assert [m["metadata"]["name"] for m in monitors] == ["md-modeldeploy-metrics"]
+        spec = monitors[0]["spec"]
+        assert spec == rendered["ServiceMonitor"]["spec"]  # stored whole: nothing pruned by the schema
+
+        # What the Prometheus Operator would scrape: the Services its selector picks, on the named port, at the
+        # ready endpoints behind it.
+        selector = ",".join(f"{k}={v}" for k, v in spec["selector"]["matchLabels"].items())
+        services = [s for ns in spec["namespaceSelector"]["matchNames"]
+                    for s in kubectl_json(cluster, "get", "services", "-n", ns, "-l", selector)["items"]]
+        assert [s["metadata"]["name"] for s in services] == ["md-modeldeploy-metrics"]
+        port = spec["endpoints"][0]["port"]
+        assert port in {p.get("name") for p in services[0]["spec"]["ports"]}
+        slices = kubectl_json(cluster, "get", "endpointslices", "-n", SYSTEM, "-l",
+                              "kubernetes.io/service-name=md-modeldeploy-metrics")["items"]
+        assert any(p.get("name") == port for s in slices for p in s.get("ports") or [])
+        assert any(e.get("conditions", {}).get("ready") for s in slices for e in s.get("endpoints") or [])
+
+        rules = kubectl_json(cluster, "get", "prometheusrules", "-n", SYSTEM)["items"]
+        assert [r["spec"] for r in rules] == [rendered["PrometheusRule"]["spec"]]
+        assert {r["alert"] for g in rules[0]["spec"]["groups"] for r in g["rules"]} == {
+            "ModelDeploymentRolledBack", "ModelDeploymentRolloutStuck", "ModelDeployOperatorNotReconciling",
+            "ModelDeployOperatorDown"}
+    finally:
+        off = [arg.replace("=true", "=false") for arg in EVERY_OPTION]
+        back = helm_run(helm, "upgrade", "md", str(CHART), "-n", SYSTEM, "--reuse-values", *off, env=release)
+    # Turned off again, they are gone.
+    assert back.returncode == 0, back.stderr
+    for resource in ("servicemonitors", "prometheusrules"):
+        assert kubectl_json(cluster, "get", resource, "-n", SYSTEM)["items"] == [], resource
