@@ -458,3 +458,41 @@ def test_without_a_prometheus_client_a_prometheus_metric_is_an_error_naming_it(c
     counters = status(cluster)["rollout"]["metrics"]["error-rate-promql"]
     assert counters["consecutiveErrors"] == 1
     assert "no prometheus metric provider in this operator" in counters["measurements"][-1]["message"]
+
+
+def request(cluster: MemoryCluster, action: str, revision: str, seconds: int, **extra: Any) -> None:
+    body = {"action": action, "revision": revision, "by": "alice",
+            "at": (NOW + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra}
+    cluster.model_deployments[(NS, NAME)]["metadata"]["annotations"] = {"modeldeploy.dev/request": json.dumps(body)}
+
+
+@pytest.mark.parametrize("change", ["abort", "new revision"])
+def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: MemoryCluster, change: str) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    stable_revision = status(cluster)["stableRevision"]
+    stable_before = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    canary_revision = status(cluster)["canaryRevision"]
+    cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: READY_POD)
+    run_at(cluster, 1)
+    request(cluster, "promote", canary_revision, 2, full=True)
+    run_at(cluster, 2)
+    # The promotion rolls stable to the canary's revision.
+    assert template_revision(cluster, f"{NAME}-stable") == canary_revision
+
+    if change == "abort":
+        request(cluster, "abort", canary_revision, 3)
+    else:
+        newer = "registry.example/torchserve:0.12.0-patched"
+        cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image=newer))
+    run_at(cluster, 3)
+
+    # Stable goes back to the revision status names as stable, with its own template.
+    assert status(cluster)["stableRevision"] == stable_revision
+    assert template_revision(cluster, f"{NAME}-stable") == stable_revision
+    stable_after = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    assert stable_before is not None and stable_after is not None
+    assert stable_after["spec"]["template"] == stable_before["spec"]["template"]

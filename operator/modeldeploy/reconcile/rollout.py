@@ -157,15 +157,19 @@ async def _apply_stable(ctx: ReconcileContext, target: RoleTarget, live: Mapping
                         archive: ArchiveStatus) -> None:
     if target.revision == ctx.revision.short:
         await apply_role(ctx, "stable", target.revision, archive, target.replicas)
-    elif live is None:
-        # NAME-stable is gone (someone deleted it) while the spec describes another revision: render it
-        # again at its own revision from the template status kept, never at the spec's.
-        # (A status written before templates were kept has none: the canary then serves alone until the
-        # promotion renders stable from the spec.)
+    elif live is None or template_revision(live) != target.revision:
+        # The spec describes another revision, and NAME-stable is gone (someone deleted it) or runs
+        # another revision (a promotion cut short by an abort or a newer revision): render it at its own
+        # revision from the template status kept, never at the spec's; a rolling update takes it back.
+        # (A status written before templates were kept has none: stable then keeps its template and
+        # only its size follows, as before.)
         stable = _stable_context(ctx, target.revision)
         if stable is not None:
             await apply_role(stable[0], "stable", target.revision, stable[1], target.replicas)
-    elif live is not None and (live.get("spec") or {}).get("replicas") != target.replicas:
+        elif live is not None and (live.get("spec") or {}).get("replicas") != target.replicas:
+            await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-stable",
+                                     target.replicas)
+    elif (live.get("spec") or {}).get("replicas") != target.replicas:
         # The spec describes another revision: keep stable's template, change only how many pods it runs.
         await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-stable",
                                  target.replicas)
