@@ -456,6 +456,28 @@ def test_a_user_pause_stops_the_deadline_clock_and_resume_restarts_it() -> None:
     assert world.reasons() == ["CanaryStarted", "Paused", "Resumed", "ProgressDeadlineExceeded"]
 
 
+def test_pods_failing_during_a_user_pause_start_the_deadline_clock_at_resume_not_later() -> None:
+    world = healthy_world()
+    world.settle()
+    world.reconcile(request=request(Action.PAUSE, V2))
+    world.wait(30)
+    world.measure(GOOD)                                  # the step has its evidence
+    world.wait(3000)
+    world.canary_ready = False
+    world.reconcile()
+    world.wait(600)
+    world.reconcile()
+    assert world.state.canary_revision == V2           # paused: the clock does not run
+    world.reconcile(request=request(Action.RESUME, V2, at=1))
+    world.wait(599)
+    world.reconcile()
+    assert world.state.canary_revision == V2
+    world.wait(2)
+    world.reconcile()
+    assert world.state.aborted is not None              # the deadline's 600 s, counted from the resume
+    assert world.reasons()[-1] == "ProgressDeadlineExceeded"
+
+
 def test_analysis_goes_on_during_a_user_pause_and_can_still_roll_back() -> None:
     world = healthy_world()
     world.settle()

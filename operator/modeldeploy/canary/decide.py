@@ -405,13 +405,14 @@ class _Run:
         """End a user pause; the deadline clocks did not run while it lasted."""
         pause = self.state.pause
         assert pause is not None
-        held = self.now - pause.since
         state = self.state
-        self.update(
-            pause=None,
-            step_started_at=None if state.step_started_at is None else state.step_started_at + held,
-            unready_since=None if state.unready_since is None else state.unready_since + held,
-        )
+
+        def held(since: datetime | None) -> datetime | None:
+            # A clock moves on by the part of the pause it was running in: one started during the pause
+            # starts now, never later.
+            return None if since is None else since + (self.now - max(since, pause.since))
+
+        self.update(pause=None, step_started_at=held(state.step_started_at), unready_since=held(state.unready_since))
         self.event("Normal", "Resumed", f"revision {_short(state.canary_revision)} resumed{who}")
 
     def watch_pods(self, target: Split) -> bool:
