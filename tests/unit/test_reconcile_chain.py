@@ -496,3 +496,33 @@ def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: Me
     stable_after = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
     assert stable_before is not None and stable_after is not None
     assert stable_after["spec"]["template"] == stable_before["spec"]["template"]
+
+
+def test_the_stable_revisions_config_map_stays_until_the_promotion_is_done(cluster: MemoryCluster) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    stable_revision = status(cluster)["stableRevision"]
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    canary_revision = status(cluster)["canaryRevision"]
+    cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: READY_POD)
+    run_at(cluster, 1)
+    request(cluster, "promote", canary_revision, 2, full=True)
+    run_at(cluster, 2)
+    run_at(cluster, 3)
+    assert template_revision(cluster, f"{NAME}-stable") == canary_revision
+
+    def config_maps() -> set[str]:
+        found = asyncio.run(cluster.children.list("v1", "ConfigMap", NS, "modeldeploy.dev/revision"))
+        return {c["metadata"]["labels"]["modeldeploy.dev/revision"] for c in found}
+
+    # Pods of the old ReplicaSet still serve, and one restarted must find its config.
+    assert config_maps() == {stable_revision, canary_revision}
+
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    cluster.children.roll_out(NS, f"{NAME}-stable")
+    for seconds in range(4, 10):
+        run_at(cluster, seconds)
+    assert status(cluster)["stableRevision"] == canary_revision and "canaryRevision" not in status(cluster)
+    assert config_maps() == {canary_revision}

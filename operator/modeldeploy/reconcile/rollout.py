@@ -282,7 +282,8 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
         # Its Deployment's own status says when it is whole.
         return await ensure_serving(ctx, "stable", decision.stable.revision, archive, decision.stable.replicas)
     await _apply_stable(ctx, decision.stable, stable_live, archive)
+    # Status's stable revision stays until a promotion is done: its old pods may still serve (and restart).
     await _remove_unserved_configmaps(ctx, template_revision(stable_live), template_revision(canary_live),
-                                      decision.stable.revision,
+                                      decision.stable.revision, decision.state.stable_revision,
                                       decision.canary.revision if decision.canary is not None else None)
     return _verdict(decision, canary_problem)
