@@ -478,6 +478,22 @@ def test_pods_failing_during_a_user_pause_start_the_deadline_clock_at_resume_not
     assert world.reasons()[-1] == "ProgressDeadlineExceeded"
 
 
+def test_requests_that_change_nothing_say_so_in_an_event() -> None:
+    world = healthy_world()
+    world.settle()
+    world.reconcile(request=request(Action.RESUME, V2))
+    world.reconcile(request=request(Action.PAUSE, V2, at=1))
+    world.reconcile(request=request(Action.PAUSE, V2, at=2))
+    world.reconcile(request=request(Action.PROMOTE, V2, at=3, full=True))
+    assert world.state.promoting and world.state.pause is None
+    world.reconcile(request=request(Action.PAUSE, V2, at=4))
+    assert world.state.pause is None                     # a promotion is never paused
+    ignored = [message for _, reason, message in world.events if reason == "RequestIgnored"]
+    assert ignored == [f"resume for revision {V2} ignored: it is not paused by a user",
+                       f"pause for revision {V2} ignored: it is already paused by a user",
+                       f"pause for revision {V2} ignored: it is being promoted"]
+
+
 def test_analysis_goes_on_during_a_user_pause_and_can_still_roll_back() -> None:
     world = healthy_world()
     world.settle()

@@ -383,13 +383,21 @@ class _Run:
         if request.action is Action.ABORT:
             self.abort(AbortReason.ABORTED, f"abort requested{who}")
         elif request.action is Action.PAUSE:
-            if not self.user_paused:
+            if state.promoting:
+                self.ignore(request, "it is being promoted")
+            elif self.user_paused:
+                self.ignore(request, "it is already paused by a user")
+            else:
                 self.update(pause=Pause(PauseReason.USER, self.now))
                 self.event("Normal", "Paused", f"revision {_short(request.revision)} paused{who}")
         elif request.action is Action.RESUME:
             if self.user_paused:
                 self.resume(who)
-        elif request.action is Action.PROMOTE and not state.promoting:
+            else:
+                self.ignore(request, "it is not paused by a user")
+        elif request.action is Action.PROMOTE and state.promoting:
+            self.ignore(request, "it is already being promoted")
+        elif request.action is Action.PROMOTE:
             if self.user_paused:
                 self.resume(who)
             if request.full or _is_last(self.policy, state.step_index):
