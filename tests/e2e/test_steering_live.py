@@ -310,4 +310,25 @@ def test_abort_rolls_back_naming_who_asked_a_stale_promote_does_nothing_and_retr
         counters = rollout_of(again_measured)["metrics"]["error-rate"]
         assert all(parse_time(m["at"]) >= parse_time(restarted["stepStartedAt"]) for m in counters["measurements"])
         assert again_measured["status"]["phase"] == "Paused"  # step 1 has no pause: it waits for a promote again
+
+        # An abort while the promotion rolls stable to the canary's revision takes stable back to its own.
+        promote = modeldeploy(cluster, namespace, "promote")
+        assert promote.returncode == 0 and "Promoting" in promote.stdout, promote.stdout + promote.stderr
+        cut_short = modeldeploy(cluster, namespace, "abort")
+        assert cut_short.returncode == 0 and "Warning Aborted" in cut_short.stdout, cut_short.stdout + cut_short.stderr
+        rolled_back = wait_phase(cluster, namespace, "RolledBack", timeout=180)
+        assert rolled_back["status"]["stableRevision"] == stable
+
+        def stable_whole() -> bool:
+            found = kubectl_json(cluster, "get", "deployment", "iris-stable", "-n", namespace)
+            pods = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", "modeldeploy.dev/role=stable")["items"]
+            ready = [p for p in pods if p["metadata"]["labels"].get("modeldeploy.dev/revision") == stable
+                     and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+            labels = found["spec"]["template"]["metadata"]["labels"]
+            return labels["modeldeploy.dev/revision"] == stable and len(ready) == 2 and len(pods) == 2
+
+        wait_for(stable_whole, timeout=120, interval=1, message="iris-stable back at its own revision, 2 pods ready")
+        wait_for(lambda: [d["metadata"]["name"] for d in kubectl_json(cluster, "get", "deployments", "-n",
+                                                                     namespace)["items"]] == ["iris-stable"],
+                 timeout=60, message="the canary's Deployment gone")
     assert again_measured["metadata"]["generation"] == generation
