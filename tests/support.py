@@ -31,5 +31,29 @@ def kubectl_json(cluster: LocalCluster, *args: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl(*args, "-o", "json").stdout)  # type: ignore[no-any-return]
 
 
+def wait_for_controllers(cluster: LocalCluster, timeout: float = 180) -> None:
+    """After the API server restarted: wait until a Job created now runs to completion.
+
+    The controller manager's watches back off while the API server is away, for up to a minute after
+    it is back; a test that follows a restart would otherwise wait for its Jobs and ReplicaSets as long.
+    """
+    name = f"controllers-answer-{time.monotonic_ns() % 10**9}"
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 30, "template": {"spec": {
+               "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+               "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+
+    def complete() -> bool:
+        conditions = (kubectl_json(cluster, "get", "job", name, "-n", "default").get("status") or {}).get("conditions")
+        return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions or [])
+
+    try:
+        wait_for(complete, timeout=timeout, interval=1, message="a Job to run: the controller manager answering")
+    finally:
+        cluster.kubectl("delete", "job", name, "-n", "default", "--wait=false", "--cascade=background",
+                        check=False)
+
+
 def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, **kwargs)  # type: ignore[no-any-return]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from localcluster import LocalCluster
-from support import kubectl_json, wait_for
+from support import kubectl_json, wait_for, wait_for_controllers
 
 pytestmark = pytest.mark.cluster
 
@@ -39,6 +39,7 @@ def controllers_caught_up_afterwards(cluster: LocalCluster) -> Iterator[None]:
     """Later tests create namespaces and pods at once: leave only when the controllers are back."""
     yield
     settle(cluster)
+    wait_for_controllers(cluster)
 
 
 @pytest.fixture

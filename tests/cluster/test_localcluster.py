@@ -14,7 +14,7 @@ import yaml
 from localcluster import LocalCluster, Settings
 from localcluster.hostrules import table_name, tables
 from localcluster.network import link_names, netns_names, netns_prefix, veth_prefix
-from support import REPO, kubectl_json, wait_for
+from support import REPO, kubectl_json, wait_for, wait_for_controllers
 
 pytestmark = pytest.mark.cluster
 
@@ -227,6 +227,7 @@ def test_the_node_agent_keeps_running_pods_across_an_api_server_restart(
     state = wait_for(lambda: terminated(cluster, namespace, "after"), timeout=90, message="the new pod to run")
     assert isinstance(state, dict) and state["message"].strip() == "after-restart"
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Available", "deploy/steady", "--timeout=30s")
+    wait_for_controllers(cluster)
 
 
 def test_each_pod_sees_the_resolv_conf_its_dns_policy_gives(cluster: LocalCluster, namespace: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from e2e.helpers import OperatorProcess, apply, iris, ready_addresses, wait_phase
 from localcluster import LocalCluster
-from support import kubectl_json, wait_for
+from support import kubectl_json, wait_for, wait_for_controllers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
 
@@ -49,3 +49,4 @@ def test_a_build_running_across_an_api_server_restart_still_reaches_healthy(
     assert cluster.processes["node-agent"].pid == agent_pid and cluster.processes["node-agent"].poll() is None
     written = agent_log.read_bytes()[offset:].decode(errors="replace")
     assert "pod worker" not in written and "Traceback" not in written, written[-3000:]
+    wait_for_controllers(cluster)  # the scenarios that follow need the Job and ReplicaSet controllers
