@@ -242,7 +242,7 @@ def test_a_settled_deployment_makes_no_writes_and_deleting_it_removes_every_chil
     before = seen[-1]
     settled_log = operator.log_path.read_text().count(f"{namespace}/iris is settled")
     wait_for(lambda: operator.log_path.read_text().count(f"{namespace}/iris is settled") >= settled_log + 2,
-             timeout=10 * RESYNC_SECONDS, interval=0.5, message="two resyncs")
+             timeout=20 * RESYNC_SECONDS, interval=0.5, message="two resyncs")
     assert versions() == before
 
     pod_uids = [p["metadata"]["uid"] for p in kubectl_json(cluster, "get", "pods", "-n", namespace)["items"]]
