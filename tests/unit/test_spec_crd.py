@@ -167,3 +167,17 @@ def test_crds_dir_holds_only_the_crd_so_kubectl_apply_f_works() -> None:
     documents = [d for p in CRD_PATH.parent.iterdir() for d in yaml.safe_load_all(p.read_text())]
 
     assert [d["kind"] for d in documents] == ["CustomResourceDefinition"]
+
+
+def test_the_stable_template_keeps_every_field_of_an_archive_status() -> None:
+    # A field the schema lacks is pruned by the API server: the operator would write it again on every resync.
+    from modeldeploy.api.status import ArchiveStatus, StableTemplate
+
+    status = root_schema()["properties"]["status"]["properties"]
+    archive = status["archive"]["properties"]
+    kept = status["rollout"]["properties"]["stable"]["properties"]["archive"]["properties"]
+    assert set(kept) == set(archive)
+    rendered = ArchiveStatus(revision="r", build_key="k", inputs_digest="i", sha256="s", uri="u", format="zip-store",
+                             bytes=1, reused=False, build_seconds=1.5).render()
+    template = StableTemplate(revision="r", spec={}, archive=ArchiveStatus.parse(rendered)).render()  # type: ignore[arg-type]
+    assert set(template["archive"]) <= set(kept)
