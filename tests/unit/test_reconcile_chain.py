@@ -466,13 +466,15 @@ def request(cluster: MemoryCluster, action: str, revision: str, seconds: int, **
     cluster.model_deployments[(NS, NAME)]["metadata"]["annotations"] = {"modeldeploy.dev/request": json.dumps(body)}
 
 
-@pytest.mark.parametrize("change", ["abort", "new revision"])
-def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: MemoryCluster, change: str) -> None:
+def promoting(cluster: MemoryCluster) -> tuple[str, str, dict[str, Any]]:
+    """A served stable, then a canary of a new image promoted with --full: (stable's revision, the canary's,
+    NAME-stable as it was before the canary)."""
     served(cluster)
     cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
     run(cluster)
     stable_revision = status(cluster)["stableRevision"]
     stable_before = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    assert stable_before is not None
     cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
     run(cluster)
     canary_revision = status(cluster)["canaryRevision"]
@@ -480,6 +482,12 @@ def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: Me
     run_at(cluster, 1)
     request(cluster, "promote", canary_revision, 2, full=True)
     run_at(cluster, 2)
+    return str(stable_revision), str(canary_revision), stable_before
+
+
+@pytest.mark.parametrize("change", ["abort", "new revision"])
+def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: MemoryCluster, change: str) -> None:
+    stable_revision, canary_revision, stable_before = promoting(cluster)
     # The promotion rolls stable to the canary's revision.
     assert template_revision(cluster, f"{NAME}-stable") == canary_revision
 
@@ -494,22 +502,12 @@ def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: Me
     assert status(cluster)["stableRevision"] == stable_revision
     assert template_revision(cluster, f"{NAME}-stable") == stable_revision
     stable_after = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
-    assert stable_before is not None and stable_after is not None
+    assert stable_after is not None
     assert stable_after["spec"]["template"] == stable_before["spec"]["template"]
 
 
 def test_the_stable_revisions_config_map_stays_until_the_promotion_is_done(cluster: MemoryCluster) -> None:
-    served(cluster)
-    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
-    run(cluster)
-    stable_revision = status(cluster)["stableRevision"]
-    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
-    run(cluster)
-    canary_revision = status(cluster)["canaryRevision"]
-    cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: READY_POD)
-    run_at(cluster, 1)
-    request(cluster, "promote", canary_revision, 2, full=True)
-    run_at(cluster, 2)
+    stable_revision, canary_revision, _ = promoting(cluster)
     run_at(cluster, 3)
     assert template_revision(cluster, f"{NAME}-stable") == canary_revision
 
