@@ -4,6 +4,7 @@ conflict on the status write, a missing reference. No kopf, no API server: each 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from memory_cluster import MemoryCluster
+from modeldeploy.api.conditions import format_time
 from modeldeploy.api.revision import build_key_of
 from modeldeploy.api.spec import Metric, parse
 from modeldeploy.canary.decide import Measurement
@@ -210,6 +212,15 @@ def test_a_settled_object_is_neither_written_nor_its_children(cluster: MemoryClu
     assert cluster.status_writes == status_writes
 
 
+def test_a_status_write_says_when_and_a_reconcile_that_changes_nothing_keeps_the_time(cluster: MemoryCluster) -> None:
+    served(cluster)
+    assert run_at(cluster, 30).written
+    assert status(cluster)["lastProgressTime"] == format_time(NOW + timedelta(seconds=30))
+
+    assert not run_at(cluster, 90).written
+    assert status(cluster)["lastProgressTime"] == format_time(NOW + timedelta(seconds=30))
+
+
 def test_once_served_the_config_maps_of_earlier_revisions_are_removed(cluster: MemoryCluster) -> None:
     served(cluster)
     earlier = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
@@ -312,6 +323,31 @@ def test_the_spec_set_back_to_stable_removes_the_canary_at_once(cluster: MemoryC
     assert canary is not None and canary["spec"]["replicas"] == 0  # stable is whole: the canary drains
     run(cluster)
     assert asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary")) is None
+
+
+def test_a_copy_of_the_object_older_than_the_stored_one_never_brings_a_removed_canary_back(
+    cluster: MemoryCluster,
+) -> None:
+    """The watch's copy lags the API while handlers are busy: a reconcile handed the copy from before the
+    spec went back to stable must act on the stored object, not re-create the canary it just removed."""
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    run(cluster)
+    during_canary = copy.deepcopy(cluster.body(NS, NAME))  # what a lagging watch still holds
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-cpu"))
+    run(cluster)
+    run(cluster)  # stable is whole: the canary drained, then deleted
+    assert asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary")) is None
+    writes = list(cluster.children.writes)
+
+    report = asyncio.run(reconcile_and_report(during_canary, cluster, OPERATOR, now=lambda: NOW))
+
+    assert report.behind_generation == during_canary["metadata"]["generation"]
+    assert report.outcome is not None and report.outcome.generation == cluster.body(NS, NAME)["metadata"]["generation"]
+    assert asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary")) is None
+    assert cluster.children.writes == writes
 
 
 def run_at(cluster: MemoryCluster, seconds: float) -> Report:

@@ -4,7 +4,9 @@ on.resume / on.create / on.update react to spec, label and annotation changes (k
 leaves status out, so a status-only change triggers nothing). One daemon per object reconciles it
 again when a step asked to look again soon (`requeue_after`, e.g. while a build runs), when one of
 its Jobs or Deployments changes, and every resync period otherwise: level-triggered, writing only
-when the status would change. A lock per object keeps two reconciles of one object apart.
+when the status would change (handlers/schedule.py: a requeue is honoured at its time, a child's
+change acted on at once). A lock per object keeps two reconciles of one object apart, and each reconcile
+decides on the object as stored, not on the watch's copy (see `reconcile_and_report`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 import kopf
 
 from modeldeploy import GROUP, PLURAL, VERSION, observability
+from modeldeploy.api.conditions import ConditionType, Phase
 from modeldeploy.api.labels import MANAGED, owner_name
+from modeldeploy.handlers.schedule import Schedule
 from modeldeploy.k8s import KubeApi
 from modeldeploy.metrics.prometheus import PrometheusMetrics
 from modeldeploy.metrics.torchserve import TorchServeMetrics
@@ -29,25 +33,30 @@ from modeldeploy.settings import OperatorConfig, OperatorIdentity
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 METRICS = observability.METRICS
+MOVING_PHASES = frozenset({Phase.BUILDING, Phase.DEPLOYING, Phase.PROGRESSING, Phase.DEGRADED})
+"""Phases in which something is on its way: a reconcile that moves nothing then is worth a line at info."""
 
 
 class Coordination:
-    """Shared by every handler (kept in the operator-wide memo): per-object locks and wake-ups."""
+    """Shared by every handler (kept in the operator-wide memo): per-object locks and reconcile schedules."""
 
-    def __init__(self) -> None:
+    def __init__(self, resync_seconds: float) -> None:
+        self.resync_seconds = resync_seconds
         self.locks: dict[Key, asyncio.Lock] = {}
-        self.wakeups: dict[Key, asyncio.Event] = {}
-        self.requeue: dict[Key, float | None] = {}
+        self.schedules: dict[Key, Schedule] = {}
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
 
-    def wakeup(self, key: Key) -> asyncio.Event:
-        return self.wakeups.setdefault(key, asyncio.Event())
+    def schedule(self, key: Key) -> Schedule:
+        found = self.schedules.get(key)
+        if found is None:
+            found = self.schedules[key] = Schedule(self.resync_seconds)
+        return found
 
     def forget(self, key: Key) -> None:
-        for table in (self.locks, self.wakeups, self.requeue):
-            table.pop(key, None)
+        self.locks.pop(key, None)
+        self.schedules.pop(key, None)
 
 
 def _key(body: Mapping[str, Any]) -> Key:
@@ -75,6 +84,9 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
             METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
                                      error=type(error).__name__)
             raise
+    if report.behind_generation is not None and report.outcome is not None:
+        logger.info("The watch's copy was behind (generation %s): reconciled the stored generation %s.",
+                    report.behind_generation, report.outcome.generation)
     if report.outcome is None:
         return
     verdict = report.outcome.verdict
@@ -84,11 +96,17 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
                              # The steps' own Events (a rollback, a promotion, an archive), not the
                              # transition Events that repeat a rollback's reason on each phase change.
                              events=report.outcome.notes if report.written else ())
-    coordination.requeue[key] = verdict.requeue_after
-    if verdict.requeue_after is not None:
-        coordination.wakeup(key).set()
+    coordination.schedule(key).look_again(verdict.requeue_after)
     if not report.written:
-        log.debug("%s/%s is settled (phase %s): nothing to write.", key[0], key[1], verdict.phase)
+        if verdict.phase in MOVING_PHASES:
+            # A rollout in progress that this reconcile did not move: say what it waits for, so a stall shows.
+            ready = verdict.condition(ConditionType.READY)
+            logger.info("Nothing changed: phase %s, waiting for: %s; next look in %s.", verdict.phase,
+                        ready.message if ready is not None else "?",
+                        f"{verdict.requeue_after:g} s" if verdict.requeue_after is not None
+                        else "a change of the object or its children")
+        else:
+            log.debug("%s/%s is settled (phase %s): nothing to write.", key[0], key[1], verdict.phase)
         return
     logger.info("Status written: phase %s (generation %s).", verdict.phase, report.outcome.generation)
     for event in report.events:
@@ -102,7 +120,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.on.startup(registry=registry)
     async def coordination(memo: kopf.Memo, **_: Any) -> None:
-        memo["coordination"] = Coordination()
+        memo["coordination"] = Coordination(config.resync_seconds)
         # One scraper for the operator: it keeps the per-pod baselines the canary's windows start from.
         memo["torchserve"] = TorchServeMetrics()
 
@@ -130,25 +148,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                      **_: Any) -> None:
         coordination: Coordination = memo["coordination"]
         key = _key(body)
-        wakeup = coordination.wakeup(key)
+        schedule = coordination.schedule(key)
         try:
             while not stopped:
-                requeue = coordination.requeue.get(key)
-                delay = config.resync_seconds if requeue is None else requeue
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
-                    # Woken early: let a burst of changes settle into one reconcile.
-                    await asyncio.sleep(min(delay, 0.5))
-                except TimeoutError:
-                    pass
-                wakeup.clear()
+                why = await schedule.wait()
                 if stopped:
                     break
+                log.debug("%s/%s: reconciling (%s).", key[0], key[1], why)
                 try:
                     await _reconcile(body, memo, operator, logger, retry_delay)
                 except kopf.TemporaryError as error:
                     logger.warning("%s; trying again in %ss.", error, retry_delay)
-                    coordination.requeue[key] = retry_delay
+                    schedule.look_again(retry_delay)
         finally:
             if body.get("metadata", {}).get("deletionTimestamp"):
                 coordination.forget(key)
@@ -160,4 +171,4 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         owner = owner_name(body.get("metadata", {}).get("labels"))
         coordination: Coordination | None = memo.get("coordination")
         if owner and coordination is not None:
-            coordination.wakeup((str(body.get("metadata", {}).get("namespace")), str(owner))).set()
+            coordination.schedule((str(body.get("metadata", {}).get("namespace")), str(owner))).changed()

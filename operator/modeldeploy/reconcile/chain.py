@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict
+from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict, format_time
 from modeldeploy.api.revision import build_key_of, revision_of
 from modeldeploy.api.spec import SpecError, parse
 from modeldeploy.api.status import Status, desired_status, status_patch, transition_events
@@ -97,6 +97,8 @@ class Report:
     outcome: Outcome | None
     written: bool
     events: tuple[EventNote, ...]
+    behind_generation: int | None = None
+    """The generation of the body the reconcile was given, when the stored object had another one."""
 
 
 async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, operator: OperatorIdentity,
@@ -104,8 +106,29 @@ async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, operat
                                now: Callable[[], datetime] = lambda: datetime.now(UTC),
                                torchserve: TorchServeMetrics | None = None,
                                prometheus: MetricProvider | None = None) -> Report:
-    """Reconcile and write the status if, and only if, it differs from the stored one."""
-    current_body: Mapping[str, Any] | None = body
+    """Reconcile the object as stored now and write the status if, and only if, it differs from the stored one.
+
+    `body` (the watch's copy) names the object and may be behind the stored one: a watch delivers
+    changes late while its handlers are busy, and a decision taken on an older spec or status would
+    act on the children before its status write failed on the conflict, bringing back a canary
+    that the current spec had removed. So the object is read first, and `Report.behind_generation`
+    says when the copy given had an older spec.
+    """
+    metadata = body.get("metadata") or {}
+    current_body = await cluster.get_model_deployment(metadata["namespace"], metadata["name"])
+    behind: int | None = None
+    if current_body is not None:
+        given = int(metadata.get("generation") or 0)
+        if given != int((current_body.get("metadata") or {}).get("generation") or 0):
+            behind = given
+    report = await _decide_and_write(current_body, cluster, operator, steps, now, torchserve, prometheus)
+    return dataclasses.replace(report, behind_generation=behind)
+
+
+async def _decide_and_write(body: Mapping[str, Any] | None, cluster: Cluster, operator: OperatorIdentity,
+                            steps: Sequence[Step], now: Callable[[], datetime], torchserve: TorchServeMetrics | None,
+                            prometheus: MetricProvider | None) -> Report:
+    current_body = body
     for _ in range(MAX_CONFLICT_RETRIES):
         if current_body is None:
             return Report(None, False, ())
@@ -117,6 +140,10 @@ async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, operat
         patch = status_patch(current_status, desired.render())
         if patch is None:
             return Report(outcome, False, ())
+        # Something changed: the write also says when (no write of its own, so a settled object gets none).
+        desired = dataclasses.replace(desired, last_progress_time=format_time(moment))
+        patch = status_patch(current_status, desired.render())
+        assert patch is not None
         try:
             await cluster.patch_model_deployment_status(metadata["namespace"], metadata["name"], patch,
                                                         resource_version=metadata.get("resourceVersion"))
