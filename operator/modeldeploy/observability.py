@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -70,6 +71,14 @@ class OperatorMetrics:
         self.last_reconcile = Gauge(
             "modeldeploy_last_reconcile_timestamp_seconds", "When the operator last finished a reconcile (Unix time).",
             registry=r)
+        self.object_reconciled = Gauge(
+            "modeldeploy_reconcile_timestamp_seconds",
+            "When the operator last finished a reconcile of each ModelDeployment (Unix time), whatever its result.",
+            ["namespace", "modeldeployment"], registry=r)
+        self.object_progressed = Gauge(
+            "modeldeploy_progress_timestamp_seconds",
+            "When the status of each ModelDeployment last changed (Unix time): the time since it is how long the "
+            "object has not moved.", ["namespace", "modeldeployment"], registry=r)
         self.phase = Gauge(
             "modeldeploy_phase", "The phase of each ModelDeployment (1 for its phase, 0 for the others).",
             ["namespace", "modeldeployment", "phase"], registry=r)
@@ -102,6 +111,7 @@ class OperatorMetrics:
             "modeldeploy_archive_builds_total",
             "Archives a revision needed: `built` by a Job, or `reused` from the store.", ["result"], registry=r)
         self._analysis_metrics: dict[tuple[str, str], set[str]] = {}
+        self._progress: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     # -- one call per reconcile -------------------------------------------------------------------------
@@ -111,8 +121,12 @@ class OperatorMetrics:
                          error: str | None = None) -> None:
         """Record one reconcile: its duration and result, and (when given) the object's status and Events."""
         result = ReconcileResult(result)
+        now = time.time()
         self.reconcile_duration.labels(result=result.value).observe(max(seconds, 0.0))
-        self.last_reconcile.set(time.time())
+        self.last_reconcile.set(now)
+        self.object_reconciled.labels(namespace, name).set(now)
+        if result is ReconcileResult.WRITTEN:
+            self._progressed(namespace, name, now)
         if result is ReconcileResult.ERROR:
             self.reconcile_errors.labels(error=error or "Unknown").inc()
         if status is not None:
@@ -122,6 +136,10 @@ class OperatorMetrics:
     def record_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Set the per-object gauges from a rendered status (`phase`, `rollout`, `archive`)."""
         phase = status.get("phase")
+        progressed = _timestamp(status.get("lastProgressTime"))
+        if progressed is not None:
+            # After a restart of the operator: the last change the status itself records.
+            self._progressed(namespace, name, progressed)
         if phase in {p.value for p in Phase}:
             self._start_counters(namespace, name)
             for candidate in Phase:
@@ -156,11 +174,14 @@ class OperatorMetrics:
         """Drop every series of a deleted ModelDeployment (labels stay bounded by the objects that exist)."""
         with self._lock:
             metrics = self._analysis_metrics.pop((namespace, name), set())
+            self._progress.pop((namespace, name), None)
         for phase in Phase:
             _remove(self.phase, namespace, name, phase.value)
         for kind in ("desired", "effective"):
             _remove(self.weight, namespace, name, kind)
         _remove(self.step, namespace, name)
+        _remove(self.object_reconciled, namespace, name)
+        _remove(self.object_progressed, namespace, name)
         _remove(self.canary_active, namespace, name)
         for metric in metrics:
             _remove(self.analysis_value, namespace, name, metric)
@@ -172,6 +193,13 @@ class OperatorMetrics:
             _remove(self.promotions, namespace, name, reason)
 
     # -- details ------------------------------------------------------------------------------------------
+
+    def _progressed(self, namespace: str, name: str, at: float) -> None:
+        with self._lock:
+            if at <= self._progress.get((namespace, name), 0.0):
+                return
+            self._progress[(namespace, name)] = at
+        self.object_progressed.labels(namespace, name).set(at)
 
     def _start_counters(self, namespace: str, name: str) -> None:
         # Series at 0 from the first reconcile on: `increase()` then sees the first rollback too.
@@ -219,6 +247,16 @@ def _number(value: object) -> float:
 
 def _percent(value: object) -> float:
     return _number(value) / 100.0
+
+
+def _timestamp(value: object) -> float | None:
+    """An RFC 3339 time of the status as Unix time; None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _remove(metric: Gauge | Counter, *labels: str) -> None:

@@ -116,12 +116,20 @@ def test_alerts_fire_on_a_rollback_a_stuck_rollout_and_an_idle_operator(helm: st
                                            "mdep -n ml iris names the metric, its value and its threshold."}}]},
                 ],
             },
-            {   # Progressing for 40 minutes is stuck past 30m; Paused is a human's choice, never stuck.
+            {   # Progressing with no status change since minute 1 is stuck past 30m; one whose status changes
+                # every minute moves however long it takes; Paused is a human's choice, never stuck.
                 "interval": "1m",
                 "input_series": [
                     {"series": f'modeldeploy_phase{{{md}, phase="Progressing"}}', "values": "1x40"},
+                    {"series": f'modeldeploy_progress_timestamp_seconds{{{md}}}', "values": "60x40"},
+                    {"series": 'modeldeploy_phase{namespace="ml", modeldeployment="bert", phase="Progressing"}',
+                     "values": "1x40"},
+                    {"series": 'modeldeploy_progress_timestamp_seconds{namespace="ml", modeldeployment="bert"}',
+                     "values": "0+60x40"},
                     {"series": 'modeldeploy_phase{namespace="ml", modeldeployment="resnet", phase="Paused"}',
                      "values": "1x40"},
+                    {"series": 'modeldeploy_progress_timestamp_seconds{namespace="ml", modeldeployment="resnet"}',
+                     "values": "60x40"},
                 ],
                 "alert_rule_test": [
                     {"eval_time": "20m", "alertname": "ModelDeploymentRolloutStuck", "exp_alerts": []},
@@ -129,9 +137,9 @@ def test_alerts_fire_on_a_rollback_a_stuck_rollout_and_an_idle_operator(helm: st
                         "exp_labels": {"namespace": "ml", "modeldeployment": "iris", "severity": "warning"},
                         "exp_annotations": {
                             "summary": "ModelDeployment ml/iris has not settled",
-                            "description": "It has been building, deploying, progressing or rolling back for "
-                                           "more than 30m: past any progress deadline, so the operator is not "
-                                           "moving it."}}]},
+                            "description": "It has been building, deploying, progressing or rolling back with no "
+                                           "change of its status for more than 30m: the operator is not moving it "
+                                           "(modeldeploy status shows when it last changed)."}}]},
                 ],
             },
             {   # The last reconcile finished at t=60s and none since, while an object exists.

@@ -207,3 +207,31 @@ def test_the_metrics_endpoint_serves_the_exposition_format() -> None:
         text = response.read().decode()
     names = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
     assert "modeldeploy_canary_weight_ratio" in names
+
+
+def test_each_object_has_its_last_reconcile_and_its_last_progress_apart() -> None:
+    """A reconcile that writes is progress; one that changes nothing stamps the reconcile only, so the two
+    drift apart while a rollout does not move (the stuck-rollout alert reads the gap)."""
+    metrics = OperatorMetrics()
+    metrics.record_reconcile("ml", "iris", seconds=0.1, result="written", status=canary_status())
+    progressed = iris(metrics, "modeldeploy_progress_timestamp_seconds")
+    reconciled = iris(metrics, "modeldeploy_reconcile_timestamp_seconds")
+    assert progressed is not None and reconciled is not None and progressed > 1.7e9
+    metrics.record_reconcile("ml", "iris", seconds=0.1, result="settled", status=canary_status())
+    later = iris(metrics, "modeldeploy_reconcile_timestamp_seconds")
+    assert later is not None and later >= reconciled
+    assert iris(metrics, "modeldeploy_progress_timestamp_seconds") == progressed
+    assert value(metrics, "modeldeploy_reconcile_timestamp_seconds", namespace="ml", modeldeployment="other") is None
+
+
+def test_after_a_restart_the_last_progress_comes_from_the_status() -> None:
+    metrics = OperatorMetrics()
+    metrics.record_reconcile("ml", "iris", seconds=0.1, result="settled",
+                             status={**canary_status(), "lastProgressTime": "2026-01-01T00:01:00Z"})
+    assert iris(metrics, "modeldeploy_progress_timestamp_seconds") == 1767225660.0
+    metrics.record_reconcile("ml", "iris", seconds=0.1, result="settled",
+                             status={**canary_status(), "lastProgressTime": "not a time"})
+    assert iris(metrics, "modeldeploy_progress_timestamp_seconds") == 1767225660.0
+    metrics.forget("ml", "iris")
+    assert iris(metrics, "modeldeploy_progress_timestamp_seconds") is None
+

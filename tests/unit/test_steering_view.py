@@ -128,3 +128,15 @@ def test_the_terminal_view_has_the_same_facts() -> None:
     assert "█" * 16 + "▒" * 4 in text
     assert "error-rate <= 0.01" in text and "failed 1/2" in text
     assert "Failed" in text and "0.2" in text and "120" in text
+
+
+def test_the_view_says_when_the_status_last_changed_so_a_stalled_rollout_shows() -> None:
+    body = obj(RUNNING)
+    body["status"]["lastProgressTime"] = format_time(NOW - timedelta(seconds=125))
+    view = build_view(body, [], NOW)
+    assert "changed   2026-11-26T02:07:55Z (2m05s ago)" in render_plain(view)
+    console = Console(record=True, width=140, color_system=None)
+    console.print(render_rich(view))
+    assert "(2m05s ago)" in console.export_text()
+    assert view_to_dict(view)["last_progress"] == "2026-11-26T02:07:55Z (2m05s ago)"
+    assert build_view(obj(RUNNING), [], NOW).last_progress is None

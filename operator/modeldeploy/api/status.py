@@ -170,6 +170,9 @@ class Status:
     canary_revision: str | None = None
     archive: ArchiveStatus | None = None
     rollout: RolloutStatus = RolloutStatus()
+    last_progress_time: str | None = None
+    """When the status last changed (RFC 3339): a reconcile that changes nothing leaves it, so the time
+    since it is how long the object has not moved (`modeldeploy status` shows it)."""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None) -> Status:
@@ -187,6 +190,7 @@ class Status:
             canary_revision=_optional_str(data.get("canaryRevision")),
             archive=ArchiveStatus.parse(data.get("archive")),
             rollout=RolloutStatus.parse(data),
+            last_progress_time=_optional_str(data.get("lastProgressTime")),
         )
 
     def render(self) -> dict[str, Any]:
@@ -200,6 +204,7 @@ class Status:
             "canaryRevision": self.canary_revision,
             "archive": self.archive.render() if self.archive is not None else None,
             **self.rollout.render(),
+            "lastProgressTime": self.last_progress_time,
         }
 
     def condition(self, kind: ConditionType) -> Mapping[str, Any] | None:

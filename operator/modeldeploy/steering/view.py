@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modeldeploy.api.spec import Rollout, SpecError, parse_spec
-from modeldeploy.canary.state import PauseReason, Verdict, format_time
+from modeldeploy.canary.state import PauseReason, Verdict, format_time, parse_time
 from modeldeploy.steering.plan import event_time, phase_line, rollout_of, short
 
 BAR_WIDTH = 40
@@ -84,6 +84,8 @@ class View:
     min_requests: int
     metrics: tuple[MetricView, ...]
     events: tuple[EventView, ...]
+    last_progress: str | None = None
+    """When the status last changed, and how long ago: a rollout that does not move shows here."""
 
 
 def duration(span: timedelta) -> str:
@@ -164,7 +166,17 @@ def build_view(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now
         EventView(at=format_time(moment) if moment else "", type=str(e.get("type") or ""),
                   reason=str(e.get("reason") or ""), message=str(e.get("message") or ""))
         for moment, e in dated[-EVENTS_SHOWN:])
+    last_progress = None
+    changed = status.get("lastProgressTime")
+    if isinstance(changed, str):
+        try:
+            moment = parse_time(changed)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            last_progress = f"{format_time(moment)} ({duration(max(now - moment, timedelta(0)))} ago)"
     return View(
+        last_progress=last_progress,
         namespace=str(metadata.get("namespace") or ""), name=str(metadata.get("name") or ""),
         phase=str(status.get("phase") or "Unknown"), summary=phase_line(body),
         stable=stable, canary=canary, step=step, steps=steps,
@@ -233,6 +245,8 @@ def render_plain(view: View) -> str:
         lines.append(f"pause     {view.time_left}")
     if view.aborted:
         lines.append(f"aborted   {view.aborted}")
+    if view.last_progress:
+        lines.append(f"changed   {view.last_progress}")
     if view.last_request:
         lines.append(f"request   {view.last_request}")
     for metric in view.metrics:
@@ -290,6 +304,8 @@ def render_rich(view: View) -> RenderableType:
         facts.add_row("pause", view.time_left)
     if view.aborted:
         facts.add_row("aborted", Text(view.aborted, style="red"))
+    if view.last_progress:
+        facts.add_row("changed", view.last_progress)
     if view.last_request:
         facts.add_row("request", view.last_request)
     parts: list[RenderableType] = [head, facts]
