@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)/hack/localcluster
 LOCALCLUSTER_BIN := $(or $(LOCALCLUSTER_BIN_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modeldeploy/localcluster)
 export PATH := $(PATH):$(LOCALCLUSTER_BIN)
 
-.PHONY: setup tools system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e demo bench-archive clean
+.PHONY: setup tools system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e soak demo bench-archive clean
 
 setup: system-packages $(STAMP) cluster-build tools
 
@@ -51,6 +51,10 @@ test-unit: $(STAMP)
 
 test: setup lint
 	$(VENV)/bin/pytest tests -q -ra --durations=30
+
+## make soak: the rollout races of tests/e2e/test_rollout_races.py at nightly size (CI repeats each 3 times).
+soak: setup
+	MODELDEPLOY_SOAK_REPETITIONS=$${MODELDEPLOY_SOAK_REPETITIONS:-10} $(VENV)/bin/pytest tests/e2e/test_rollout_races.py -q -ra -s
 
 demo: setup
 	$(PY) hack/demo.py

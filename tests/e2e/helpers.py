@@ -25,14 +25,17 @@ SAMPLE = REPO / "manifests" / "samples" / "iris.yaml"
 class OperatorProcess:
     """`modeldeploy operator --all-namespaces`, started as a user starts it."""
 
-    def __init__(self, cluster: LocalCluster, log_path: Path) -> None:
+    def __init__(self, cluster: LocalCluster, log_path: Path, resync_seconds: float | None = RESYNC_SECONDS) -> None:
         self.cluster = cluster
         self.log_path = log_path
+        self.resync_seconds = resync_seconds
+        """None: the operator's default, as a user runs it."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**self.cluster.env(), "MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS),
-               "POD_NAMESPACE": "modeldeploy-system"}
+        env = {**self.cluster.env(), "POD_NAMESPACE": "modeldeploy-system"}
+        if self.resync_seconds is not None:
+            env["MODELDEPLOY_RESYNC_SECONDS"] = str(self.resync_seconds)
         with open(self.log_path, "ab") as log:
             argv = [sys.executable, "-m", "modeldeploy", "operator", "--all-namespaces", "--verbose"]
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
