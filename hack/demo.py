@@ -59,7 +59,10 @@ def status_line(status: dict[str, Any] | None) -> str:
     canary = ""
     if status.get("canaryRevision"):
         weight = (status.get("rollout") or {}).get("weight")
-        canary = f"[step {status.get('currentStep')} weight {weight}% effective {status.get('canaryWeight')}%] "
+        index = status.get("currentStep")
+        # Steps as people count them, as the status message does ("step 1/2"); currentStep counts from 0.
+        step = f"step {index + 1}" if isinstance(index, int) else "promoting"
+        canary = f"[{step} weight {weight}% effective {status.get('canaryWeight')}%] "
     return f"{status.get('phase', '-'):<11} {canary}{ready.get('reason', '-')}: {ready.get('message', '')}"
 
 
