@@ -21,7 +21,7 @@ from modeldeploy.canary.schedule import MeasurementDue, due_metrics, next_measur
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict
 from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.transitions import Event
-from modeldeploy.canary.verdicts import Bounds, Sample, judge, wilson_interval
+from modeldeploy.canary.verdicts import Bounds, Sample, Share, judge
 from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "RoleTarget",
     "RolloutState",
     "Sample",
+    "Share",
     "Split",
     "TrafficRouter",
     "Verdict",
@@ -59,5 +60,4 @@ __all__ = [
     "read_request",
     "request_from_annotations",
     "target_split",
-    "wilson_interval",
 ]

@@ -69,19 +69,19 @@ def fold(counters: MetricState, measurement: Measurement, metric: MetricPolicy, 
     if canary is None:
         # a window begun (the provider had no baseline): no verdict, the next one is due an interval on
         return Folded(dataclasses.replace(counters, last_at=at))
-    judgement = judge(metric.name, canary, metric.bounds, min_requests, measurement.stable)
-    if eligible and metric.bounds.rate and canary.requests and canary.value is not None \
+    judgement = judge(metric.name, canary, metric.bounds, min_requests)
+    share = canary.share
+    if eligible and share is not None and share.requests and canary.value is not None \
             and math.isfinite(canary.value):
         # A rate's evidence pools the step's windows at this weight: a good canary behind little
         # traffic shows "below the bound" in a few windows instead of never. Failures stay per window.
-        events = canary.events if canary.events is not None else round(canary.value * canary.requests)
-        counters = dataclasses.replace(counters, step_requests=counters.step_requests + canary.requests,
-                                       step_events=counters.step_events + events)
-        if judgement.verdict is Verdict.INCONCLUSIVE and counters.step_requests > canary.requests:
+        counters = dataclasses.replace(counters, step_requests=counters.step_requests + share.requests,
+                                       step_events=counters.step_events + share.events)
+        if judgement.verdict is Verdict.INCONCLUSIVE and counters.step_requests > share.requests:
             pooled = judge(f"{metric.name} over this step's windows",
                            Sample(counters.step_events / counters.step_requests, counters.step_requests,
                                   counters.step_events),
-                           metric.bounds, min_requests, measurement.stable)
+                           metric.bounds, min_requests)
             if pooled.verdict is Verdict.SUCCESSFUL:
                 judgement = pooled
     finite = canary.value if canary.value is not None and math.isfinite(canary.value) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
-from modeldeploy.api.spec import ModelDeploymentSpec, RolloutStep, TorchServeMetric, TorchServeProvider
+from modeldeploy.api.spec import ModelDeploymentSpec, RolloutStep
 from modeldeploy.canary.requests import ManualRequest, RejectedRequest
 from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample
@@ -14,7 +14,7 @@ from modeldeploy.canary.weights import current_step
 
 @dataclasses.dataclass(frozen=True)
 class MetricPolicy:
-    """A metric to judge: its name and bounds."""
+    """A metric to judge: its name and bounds (whether a measurement is a rate, its sample says)."""
 
     name: str
     bounds: Bounds
@@ -45,15 +45,7 @@ class Policy:
         rollout = spec.rollout
         analysis = rollout.analysis
         metrics = tuple(
-            MetricPolicy(
-                name=metric.name,
-                bounds=Bounds(
-                    min=metric.min,
-                    max=metric.max,
-                    rate=isinstance(metric.provider, TorchServeProvider)
-                    and metric.provider.metric is TorchServeMetric.ERROR_RATE,
-                ),
-            )
+            MetricPolicy(name=metric.name, bounds=Bounds(min=metric.min, max=metric.max))
             for metric in analysis.metrics
         )
         return cls(
