@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
 
 from modeldeploy.canary.state import Verdict
-from modeldeploy.canary.verdicts import Bounds, Sample, judge, wilson_interval
+from modeldeploy.canary.verdicts import Bounds, Sample, judge
 
 BOUND = 0.01
 MIN_REQUESTS = 20
@@ -60,6 +61,21 @@ WINDOW_SIZES = (20, 50, 100, 200, 500)
 TRUTHS = {"good (half the bound)": BOUND / 2, "bad (five times the bound)": BOUND * 5, "broken (30 %)": 0.30}
 
 WindowRule = Callable[[int, int], Verdict]
+
+Z_95 = 1.959963984540054
+"""The standard normal quantile of a two-sided 95 % interval."""
+
+
+def wilson_interval(events: int, requests: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion events/requests."""
+    if requests <= 0:
+        return 0.0, 1.0
+    n = float(requests)
+    p = min(max(events / n, 0.0), 1.0)
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @functools.cache
@@ -83,7 +99,7 @@ def wilson(errors: int, requests: int) -> Verdict:
 @functools.cache
 def exact(errors: int, requests: int) -> Verdict:
     """The product's rule (modeldeploy.canary.verdicts.judge: exact binomial bounds)."""
-    return judge("error-rate", Sample(errors / requests, requests, errors), Bounds(max=BOUND, rate=True),
+    return judge("error-rate", Sample(errors / requests, requests, errors), Bounds(max=BOUND),
                  MIN_REQUESTS).verdict
 
 

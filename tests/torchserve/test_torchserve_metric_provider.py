@@ -81,7 +81,7 @@ def test_a_faulty_archive_answers_30_percent_5xx_and_the_provider_counts_them(
             assert measured.error is None, measured.error
             assert measured.canary is not None
             assert (measured.canary.requests, measured.canary.events) == (100, 30), measured.canary
-            judgement = judge("error-rate", measured.canary, Bounds(max=0.01, rate=True), 20)
+            judgement = judge("error-rate", measured.canary, Bounds(max=0.01), 20)
             assert judgement.verdict is Verdict.FAILED, judgement.message
 
             await measure(LATENCY, "iris-slow", later, later)

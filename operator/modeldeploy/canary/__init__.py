@@ -1,23 +1,12 @@
-"""The canary's pure rules: steps and weights, replica counts, measurement verdicts, `decide`.
+"""The canary's pure rules: steps and weights, replica counts, measurement verdicts, rollback rules, `decide`.
 
 No I/O here: no kopf, no Kubernetes client, no clock. The reconcile engine gathers observations,
 calls `decide` and applies the `Decision`.
 """
 
-from modeldeploy.canary.decide import (
-    Decision,
-    Event,
-    Measurement,
-    MeasurementDue,
-    MetricPolicy,
-    Observations,
-    Policy,
-    RoleStatus,
-    RoleTarget,
-    decide,
-    due_metrics,
-    next_measurements,
-)
+from modeldeploy.canary.decide import Decision, decide
+from modeldeploy.canary.inputs import Measurement, MetricPolicy, Observations, Policy, RoleStatus
+from modeldeploy.canary.outcome import RoleTarget
 from modeldeploy.canary.requests import (
     REQUEST_ANNOTATION,
     Action,
@@ -27,13 +16,18 @@ from modeldeploy.canary.requests import (
     read_request,
     request_from_annotations,
 )
+from modeldeploy.canary.rules import ROLLBACK_RULES, Abort, first_abort
+from modeldeploy.canary.schedule import MeasurementDue, due_metrics, next_measurements
 from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict
 from modeldeploy.canary.traffic import TrafficRouter
-from modeldeploy.canary.verdicts import Bounds, Sample, judge, wilson_interval
+from modeldeploy.canary.transitions import Event
+from modeldeploy.canary.verdicts import Bounds, Sample, Share, judge
 from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
 
 __all__ = [
     "REQUEST_ANNOTATION",
+    "ROLLBACK_RULES",
+    "Abort",
     "AbortReason",
     "Action",
     "Bounds",
@@ -52,6 +46,7 @@ __all__ = [
     "RoleTarget",
     "RolloutState",
     "Sample",
+    "Share",
     "Split",
     "TrafficRouter",
     "Verdict",
@@ -59,10 +54,10 @@ __all__ = [
     "desired_replicas",
     "due_metrics",
     "effective_weight",
+    "first_abort",
     "judge",
     "next_measurements",
     "read_request",
     "request_from_annotations",
     "target_split",
-    "wilson_interval",
 ]

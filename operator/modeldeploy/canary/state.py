@@ -24,6 +24,12 @@ def stamp(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
+def latest(*moments: datetime | None) -> datetime | None:
+    """The latest of the moments given (None when none is)."""
+    present = [m for m in moments if m is not None]
+    return max(present) if present else None
+
+
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, whole seconds."""
     return stamp(moment).strftime("%Y-%m-%dT%H:%M:%SZ")

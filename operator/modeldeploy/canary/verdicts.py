@@ -1,51 +1,62 @@
 """Measurement verdicts: a value with its request count, judged against a metric's bounds.
 
 Rates (a share of requests, such as the error rate) are judged with their counts: 3 errors in 20
-requests is not "15 %" with certainty. The exact binomial (Clopper-Pearson) interval at 95 %
-brackets the true rate; a measurement is Failed only when the whole interval lies outside the
-bounds, Successful only when it lies inside, and Inconclusive in between. Exact rather than Wilson:
-Wilson's lower bound is too high for a handful of errors (2 in 50 puts it at 1.1 %), which rolled
-back 15 % of good canaries at half a 1 % bound (50 requests a window) in
-benchmarks/canary_analysis.py; the exact bound rolled back 0.1 % and still caught every canary at
-five times the bound.
+requests is not "15 %" with certainty. A sample is a rate when it carries its counts, its events
+(errors) out of its requests; the provider that measures it says so, not the metric's name. The
+exact binomial (Clopper-Pearson) interval at 95 % brackets the true rate; a measurement is Failed
+only when the whole interval lies outside the bounds, Successful only when it lies inside, and
+Inconclusive in between. Exact rather than Wilson: Wilson's lower bound is too high for a handful of
+errors (2 in 50 puts it at 1.1 %), which rolled back 15 % of good canaries at half a 1 % bound (50
+requests a window) in benchmarks/canary_analysis.py; the exact bound rolled back 0.1 % and still
+caught every canary at five times the bound.
 
-Other metrics (a latency) are judged by their value, provided the window saw `min_requests`
-requests. No data is never a pass: fewer than `min_requests`, an empty result, NaN or an infinity
-are Inconclusive.
+Other metrics (a latency, a value a query computes) are judged by their value, provided the window
+saw `min_requests` requests when the provider counts them. No data is never a pass: fewer than
+`min_requests`, an empty result, NaN or an infinity are Inconclusive.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 from modeldeploy.canary.state import Verdict
-
-Z_95 = 1.959963984540054
-"""The standard normal quantile of a two-sided 95 % interval."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Bounds:
-    """A metric's inclusive bounds; `max_increase` bounds the canary's excess over stable's value."""
+    """A metric's inclusive bounds."""
 
     min: float | None = None
     max: float | None = None
-    max_increase: float | None = None
-    rate: bool = False
+
+
+class Share(NamedTuple):
+    """A rate's counts: `events` (errors) out of `requests`."""
+
+    events: int
+    requests: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
     """A value over a window and the requests it was computed from (None: the provider cannot count).
 
-    For a rate, `events` is the numerator (errors) when the provider knows it; otherwise it is
-    recovered as round(value * requests).
+    A rate (a share of the requests, as the error rate) also carries `events`, its numerator (errors);
+    a value with requests but no events (a mean latency) is not a rate.
     """
 
     value: float | None
     requests: int | None = None
     events: int | None = None
+
+    @property
+    def share(self) -> Share | None:
+        """The counts of a rate (None: this value is not a share of requests)."""
+        if self.requests is None or self.events is None:
+            return None
+        return Share(self.events, self.requests)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +66,6 @@ class Judgement:
     verdict: Verdict
     message: str
     bound: float | None = None
-
-
-def wilson_interval(events: int, requests: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion events/requests."""
-    if requests <= 0:
-        return 0.0, 1.0
-    n = float(requests)
-    p = min(max(events / n, 0.0), 1.0)
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _regularized_beta(x: float, a: float, b: float) -> float:
@@ -134,50 +133,34 @@ def _compare(low: float, high: float, minimum: float | None, maximum: float | No
     return Verdict.INCONCLUSIVE, maximum if maximum is not None and high > maximum else minimum
 
 
-def _interval(sample: Sample, bounds: Bounds) -> tuple[float, float]:
+def _interval(sample: Sample) -> tuple[float, float]:
     assert sample.value is not None
-    if bounds.rate and sample.requests is not None:
-        events = sample.events if sample.events is not None else round(sample.value * sample.requests)
-        return exact_interval(events, sample.requests)
+    share = sample.share
+    if share is not None:
+        return exact_interval(share.events, share.requests)
     return sample.value, sample.value
 
 
-def _describe(name: str, sample: Sample, low: float, high: float, bounds: Bounds) -> str:
+def _describe(name: str, sample: Sample, low: float, high: float) -> str:
     assert sample.value is not None
     counted = f" over {sample.requests} requests" if sample.requests is not None else ""
     interval = f" (95 % interval {low:.4g}..{high:.4g})" if low != high else ""
     return f"{name} = {sample.value:.4g}{counted}{interval}"
 
 
-def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int, stable: Sample | None = None) -> Judgement:
-    """The verdict of one measurement of metric `name` (Successful, Failed or Inconclusive).
-
-    With `max_increase`, the canary is also held to stable's value in the same window plus the
-    increase; stable without enough data leaves that part Inconclusive, never a pass.
-    """
+def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int) -> Judgement:
+    """The verdict of one measurement of metric `name` (Successful, Failed or Inconclusive)."""
     if not _usable(canary):
         return Judgement(Verdict.INCONCLUSIVE, f"{name}: no value ({canary.value})")
     if canary.requests is not None and canary.requests < min_requests:
         return Judgement(Verdict.INCONCLUSIVE,
                          f"{name}: {canary.requests} requests, fewer than minRequests {min_requests}")
-    low, high = _interval(canary, bounds)
-    text = _describe(name, canary, low, high, bounds)
+    low, high = _interval(canary)
+    text = _describe(name, canary, low, high)
     verdict, bound = _compare(low, high, bounds.min, bounds.max)
     if verdict is Verdict.FAILED:
         side = "above max" if bound == bounds.max else "below min"
         return Judgement(verdict, f"{text}, {side} {bound:g}", bound)
-    if bounds.max_increase is not None:
-        if stable is None or not _usable(stable) or (stable.requests is not None and stable.requests < min_requests):
-            return Judgement(Verdict.INCONCLUSIVE, f"{text}; stable has no comparable value")
-        assert stable.value is not None
-        relative = stable.value + bounds.max_increase
-        relative_verdict, _ = _compare(low, high, None, relative)
-        if relative_verdict is Verdict.FAILED:
-            return Judgement(Verdict.FAILED,
-                             f"{text}, above stable's {stable.value:.4g} + maxIncrease {bounds.max_increase:g}",
-                             relative)
-        if relative_verdict is Verdict.INCONCLUSIVE and verdict is Verdict.SUCCESSFUL:
-            verdict, bound = Verdict.INCONCLUSIVE, relative
     if verdict is Verdict.SUCCESSFUL:
         return Judgement(verdict, f"{text}, within bounds")
     return Judgement(verdict, f"{text}, not yet decisive against {bound:g}", bound)

@@ -1,4 +1,4 @@
-"""Measurement verdicts: rates judged with their counts, no data never a pass."""
+"""Measurement verdicts: rates (samples that count their errors) judged with their counts, no data never a pass."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import math
 
 import pytest
 
+from modeldeploy.api.spec import TorchServeMetric
 from modeldeploy.canary.state import Verdict
-from modeldeploy.canary.verdicts import Bounds, Sample, exact_interval, judge, wilson_interval
+from modeldeploy.canary.verdicts import Bounds, Sample, exact_interval, judge
+from modeldeploy.metrics.torchserve import PodCounters, sample_for
 
-ERROR_RATE = Bounds(max=0.01, rate=True)
+ERROR_RATE = Bounds(max=0.01)
 LATENCY = Bounds(max=250.0)
 
 
@@ -62,27 +64,22 @@ def test_a_failed_verdict_names_the_metric_its_value_and_its_bound() -> None:
     assert judgement.bound == 0.01
 
 
-@pytest.mark.parametrize(
-    ("canary", "stable", "verdict"),
-    [
-        (Sample(0.02, 2000, 40), Sample(0.019, 6000, 114), Verdict.SUCCESSFUL),  # no worse than stable
-        (Sample(0.10, 2000, 200), Sample(0.02, 6000, 120), Verdict.FAILED),       # 8 points worse
-        (Sample(0.02, 2000, 40), Sample(0.02, 5, 0), Verdict.INCONCLUSIVE),       # stable has no data
-        (Sample(0.02, 2000, 40), None, Verdict.INCONCLUSIVE),
-    ],
-)
-def test_max_increase_holds_the_canary_to_stable_in_the_same_window(canary: Sample, stable: Sample | None,
-                                                                    verdict: Verdict) -> None:
-    bounds = Bounds(max=0.5, max_increase=0.02, rate=True)
-    assert judge("error-rate", canary, bounds, 20, stable).verdict is verdict
+def test_a_sample_with_its_errors_counted_is_a_rate_and_a_value_over_requests_is_not() -> None:
+    # No error in 20 requests cannot show a rate below 1 %; a 0 ms latency over 20 requests is below 1 ms.
+    assert judge("error-rate", Sample(0.0, 20, 0), ERROR_RATE, 20).verdict is Verdict.INCONCLUSIVE
+    assert judge("latency-s", Sample(0.0, 20), ERROR_RATE, 20).verdict is Verdict.SUCCESSFUL
+    assert Sample(0.0, 20, 0).share == (0, 20) and Sample(0.0, 20).share is None and Sample(0.0).share is None
 
 
-def test_wilson_interval_matches_known_values() -> None:
-    low, high = wilson_interval(0, 20)
-    assert low == 0.0
-    assert high == pytest.approx(0.1611, abs=1e-4)
-    low, high = wilson_interval(6, 20)
-    assert (low, high) == (pytest.approx(0.1455, abs=1e-4), pytest.approx(0.5190, abs=1e-4))
+def test_the_torchserve_providers_error_rate_is_a_rate_and_its_latency_a_value() -> None:
+    window = PodCounters(requests=400, responses_2xx=396, responses_5xx=4, latency_us=400 * 12_000)
+    error_rate = sample_for(TorchServeMetric.ERROR_RATE, window)
+    assert error_rate.share == (4, 400)
+    assert "95 % interval" in judge("error-rate", error_rate, ERROR_RATE, 20).message
+    latency = sample_for(TorchServeMetric.MEAN_LATENCY_MS, window)
+    assert latency.share is None and latency.requests == 400
+    assert judge("mean-latency-ms", latency, LATENCY, 20).message == (
+        "mean-latency-ms = 12 over 400 requests, within bounds")
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from modeldeploy.routers import ReplicasRouter, router_for
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
 V1, V2, V3 = "aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"
-ERROR_RATE = MetricPolicy("error-rate", Bounds(max=0.01, rate=True))
+ERROR_RATE = MetricPolicy("error-rate", Bounds(max=0.01))
 STEPS = (RolloutStep(25, timedelta(minutes=1)), RolloutStep(50, timedelta(minutes=1)), RolloutStep(100))
 POLICY = Policy(revision=V1, replicas=4, steps=STEPS, metrics=(ERROR_RATE,), router=ReplicasRouter())
 
@@ -575,14 +575,14 @@ def test_a_restarted_operator_resumes_at_the_same_step_from_the_stored_state() -
     assert decision.state.step_index == 1 and decision.events == ()
 
 
-def test_policy_from_spec_judges_the_error_rate_as_a_rate() -> None:
+def test_policy_from_spec_reads_the_steps_the_metrics_and_the_deadline() -> None:
     spec = parse_spec({"model": {"name": "iris", "serializedFile": {"uri": "pvc://models/iris/model.pt"},
                                  "handler": {"uri": "pvc://models/iris/handler.py"}},
                        "serving": {"replicas": 3},
                        "rollout": {"steps": [{"weight": 20, "pause": "1m"}, {"weight": 100}]}})
     policy = Policy.from_spec(spec, V2, router_for(spec.rollout.traffic_router))
     assert policy.replicas == 3 and policy.steps[0].weight == 20
-    assert policy.metrics == (MetricPolicy("error-rate", Bounds(max=0.01, rate=True)),)
+    assert policy.metrics == (MetricPolicy("error-rate", Bounds(max=0.01)),)
     assert policy.progress_deadline == timedelta(seconds=600)
     assert policy.router == ReplicasRouter()
 

@@ -1,0 +1,125 @@
+"""What `decide` is given: the policy the spec asks for, and what the reconcile step observed."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+from modeldeploy.api.spec import ModelDeploymentSpec, RolloutStep
+from modeldeploy.canary.requests import ManualRequest, RejectedRequest
+from modeldeploy.canary.traffic import TrafficRouter
+from modeldeploy.canary.verdicts import Bounds, Sample
+from modeldeploy.canary.weights import current_step
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricPolicy:
+    """A metric to judge: its name and bounds (whether a measurement is a rate, its sample says)."""
+
+    name: str
+    bounds: Bounds
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """What the spec asks of the rollout: the revision to serve and how to get there.
+
+    `router` turns weights into pods per role and says what traffic sees (the one
+    spec.rollout.trafficRouting names, chosen by modeldeploy.routers.router_for).
+    """
+
+    revision: str
+    replicas: int
+    steps: tuple[RolloutStep, ...]
+    interval: timedelta = timedelta(seconds=30)
+    failure_limit: int = 1
+    consecutive_error_limit: int = 4
+    min_requests: int = 20
+    metrics: tuple[MetricPolicy, ...] = ()
+    progress_deadline: timedelta = timedelta(seconds=600)
+    router: TrafficRouter = dataclasses.field(kw_only=True)
+
+    @classmethod
+    def from_spec(cls, spec: ModelDeploymentSpec, revision: str, router: TrafficRouter) -> Policy:
+        """The policy of a parsed spec whose content hashes to `revision`, its traffic split by `router`."""
+        rollout = spec.rollout
+        analysis = rollout.analysis
+        metrics = tuple(
+            MetricPolicy(name=metric.name, bounds=Bounds(min=metric.min, max=metric.max))
+            for metric in analysis.metrics
+        )
+        return cls(
+            revision=revision,
+            replicas=spec.serving.replicas,
+            steps=rollout.steps,
+            interval=analysis.interval,
+            failure_limit=analysis.failure_limit,
+            consecutive_error_limit=analysis.consecutive_error_limit,
+            min_requests=analysis.min_requests,
+            metrics=metrics,
+            progress_deadline=timedelta(seconds=rollout.progress_deadline_seconds),
+            router=router,
+        )
+
+    def step(self, index: int) -> RolloutStep:
+        """The step at `index`, clamped to the last one."""
+        return current_step(self.steps, index)
+
+    def is_last(self, index: int) -> bool:
+        """Whether step `index` is the last (or past it)."""
+        return index >= len(self.steps) - 1
+
+    def step_label(self, index: int) -> str:
+        """Step `index` as people count it: "step 1/3"."""
+        return f"step {index + 1}/{len(self.steps)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleStatus:
+    """One role's Deployment as observed.
+
+    `revision`: the revision of its pod template (None: no Deployment); `replicas`: its
+    spec.replicas; `ready`: its ready pods, any revision (they all take traffic); `ready_updated`:
+    its ready pods of `revision` (None: the same as `ready`); `not_ready_reason`: why pods are not
+    ready (a waiting reason, the model's last log line), quoted when the deadline aborts.
+    """
+
+    revision: str | None = None
+    replicas: int = 0
+    ready: int = 0
+    ready_updated: int | None = None
+    not_ready_reason: str = ""
+
+    @property
+    def ready_at_revision(self) -> int:
+        """Ready pods of the template's revision."""
+        return self.ready if self.ready_updated is None else self.ready_updated
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One measurement of one metric over [window_start, at]: samples, or a provider error.
+
+    Neither samples nor an error: the provider only began a window at `at` (it had no baseline,
+    say after an operator restart); nothing is judged, and the next measurement is due an
+    interval later.
+    """
+
+    metric: str
+    at: datetime
+    window_start: datetime
+    canary: Sample | None = None
+    stable: Sample | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Observations:
+    """What the reconcile step saw: both roles, the measurements taken, the manual request (or the
+    malformed annotation in its place)."""
+
+    stable: RoleStatus = RoleStatus()
+    canary: RoleStatus = RoleStatus()
+    measurements: tuple[Measurement, ...] = ()
+    request: ManualRequest | None = None
+    rejected: RejectedRequest | None = None
