@@ -13,7 +13,7 @@ from typing import Any
 
 from modeldeploy.api.labels import LABEL_DEPLOYMENT, build_labels, object_meta
 from modeldeploy.api.spec import ModelDeployment, PvcStore, S3Store, Source, SourceScheme
-from modeldeploy.settings import OperatorIdentity
+from modeldeploy.settings import OperatorIdentity, image_pull_secrets
 
 SOURCES_ROOT = "/sources"
 STORE_MOUNT = "/store"
@@ -140,6 +140,7 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorIdent
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
                     "volumes": volumes,
+                    **({"imagePullSecrets": image_pull_secrets(operator)} if operator.image_pull_secrets else {}),
                 },
             },
         },

@@ -16,6 +16,7 @@ from modeldeploy.api.labels import (
 from modeldeploy.api.spec import PvcStore, S3Store
 from modeldeploy.serving.config import ENTRYPOINT, READY, build_configmap
 from modeldeploy.serving.plan import ServingPlan
+from modeldeploy.settings import image_pull_secrets
 
 SERVING_CONTAINER = "torchserve"
 VERIFY_CONTAINER = "verify-archive"
@@ -221,6 +222,9 @@ def build_deployment(plan: ServingPlan) -> dict[str, Any]:
         "containers": [_serving_container(plan)],
         "volumes": _volumes(plan),
     }
+    if plan.operator.image_pull_secrets:
+        # The operator's setting: its own image (the archive check) and TorchServe's may be private.
+        pod_spec["imagePullSecrets"] = image_pull_secrets(plan.operator)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
