@@ -1,16 +1,20 @@
 """The operator's identity and its tunables, read once at startup. Nothing here imports kopf.
 
 `OperatorIdentity` is the one name for who the operator is: its image and command (archive build Jobs
-and the serving pods' digest check run them), the user that image runs as, and its namespace (serving
-pods let it scrape their metrics port). `OperatorConfig` holds that identity and the process's
-timings. kopf's own settings are applied from these at startup, in handlers/lifecycle.py.
+and the serving pods' digest check run them), the user that image runs as, its namespace (serving
+pods let it scrape their metrics port), and the Secrets the pods it creates pull their images with.
+`OperatorConfig` holds that identity and the process's timings. kopf's own settings are applied from
+these at startup, in handlers/lifecycle.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 from collections.abc import Mapping
+
+from modeldeploy.api.names import DNS1123_SUBDOMAIN
 
 REPORTING_COMPONENT = "modeldeploy-operator"
 
@@ -18,6 +22,8 @@ RESYNC_ENV = "MODELDEPLOY_RESYNC_SECONDS"
 WATCH_TIMEOUT_ENV = "MODELDEPLOY_WATCH_TIMEOUT_SECONDS"
 API_TIMEOUT_ENV = "MODELDEPLOY_API_TIMEOUT_SECONDS"
 OPERATOR_IMAGE_ENV = "MODELDEPLOY_OPERATOR_IMAGE"
+OPERATOR_COMMAND_ENV = "MODELDEPLOY_OPERATOR_COMMAND"
+IMAGE_PULL_SECRETS_ENV = "MODELDEPLOY_IMAGE_PULL_SECRETS"
 OPERATOR_NAMESPACE_ENV = "POD_NAMESPACE"
 DEFAULT_OPERATOR_IMAGE = "modeldeploy-operator:0.1.0"
 DEFAULT_OPERATOR_NAMESPACE = "modeldeploy-system"
@@ -35,6 +41,8 @@ class OperatorIdentity:
     """The command that starts the operator's code in its image."""
     run_as_user: int = 65532
     """The operator image's user (see Dockerfile)."""
+    image_pull_secrets: tuple[str, ...] = ()
+    """Secrets (in each ModelDeployment's namespace) that build Jobs and serving pods pull their images with."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +73,37 @@ class OperatorConfig:
             identity=OperatorIdentity(
                 image=env.get(OPERATOR_IMAGE_ENV) or defaults.identity.image,
                 namespace=env.get(OPERATOR_NAMESPACE_ENV) or defaults.identity.namespace,
+                command=_command(env) or defaults.identity.command,
+                image_pull_secrets=_secret_names(env),
             ),
         )
+
+
+def _command(env: Mapping[str, str]) -> tuple[str, ...]:
+    """MODELDEPLOY_OPERATOR_COMMAND: the operator's entry point in its image, split like a shell does."""
+    text = env.get(OPERATOR_COMMAND_ENV, "")
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as error:
+        raise ValueError(f"{OPERATOR_COMMAND_ENV}={text!r}: {error}") from None
+
+
+def _secret_names(env: Mapping[str, str]) -> tuple[str, ...]:
+    """MODELDEPLOY_IMAGE_PULL_SECRETS: comma-separated Secret names (empty: none)."""
+    text = env.get(IMAGE_PULL_SECRETS_ENV, "")
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+            raise ValueError(f"{IMAGE_PULL_SECRETS_ENV}={text!r}: {name!r} is not a Secret name "
+                             "(a DNS subdomain of at most 253 characters)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{IMAGE_PULL_SECRETS_ENV}={text!r}: names a Secret twice")
+    return names
+
+
+def image_pull_secrets(identity: OperatorIdentity) -> list[dict[str, str]]:
+    """The pod spec's `imagePullSecrets` for the pods the operator creates."""
+    return [{"name": name} for name in identity.image_pull_secrets]
 
 
 def _positive(env: Mapping[str, str], key: str, default: float) -> float:

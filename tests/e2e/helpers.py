@@ -25,19 +25,22 @@ SAMPLE = REPO / "manifests" / "samples" / "iris.yaml"
 class OperatorProcess:
     """`modeldeploy operator --all-namespaces`, started as a user starts it."""
 
-    def __init__(self, cluster: LocalCluster, log_path: Path, resync_seconds: float | None = RESYNC_SECONDS) -> None:
+    def __init__(self, cluster: LocalCluster, log_path: Path, command: list[str] | None = None,
+                 env: dict[str, str] | None = None, resync_seconds: float | None = RESYNC_SECONDS) -> None:
         self.cluster = cluster
         self.log_path = log_path
+        self.command = command or [sys.executable, "-m", "modeldeploy"]
+        self.extra_env = env or {}
         self.resync_seconds = resync_seconds
         """None: the operator's default, as a user runs it."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**self.cluster.env(), "POD_NAMESPACE": "modeldeploy-system"}
+        env = {**self.cluster.env(), "POD_NAMESPACE": "modeldeploy-system", **self.extra_env}
         if self.resync_seconds is not None:
             env["MODELDEPLOY_RESYNC_SECONDS"] = str(self.resync_seconds)
         with open(self.log_path, "ab") as log:
-            argv = [sys.executable, "-m", "modeldeploy", "operator", "--all-namespaces", "--verbose"]
+            argv = [*self.command, "operator", "--all-namespaces", "--verbose"]
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 

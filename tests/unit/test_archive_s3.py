@@ -26,6 +26,7 @@ from modeldeploy.archives import (
     build_archive,
     verify,
 )
+from modeldeploy.serving import verify_failure
 
 
 def _free_port() -> int:
@@ -231,8 +232,7 @@ def test_the_cli_builds_into_s3_with_credentials_from_the_environment(
     }
     endpoint = ["--s3-endpoint", str(config.endpoint_url)]
     client.upload_file(str(inputs["handler"]), "sources", "code/handler.py")
-    work = tmp_path / "work"
-    work.mkdir()
+    work = tmp_path / "work"  # missing, as a path inside a pod's emptyDir is
     build = subprocess.run(
         [
             sys.executable,
@@ -264,7 +264,7 @@ def test_the_cli_builds_into_s3_with_credentials_from_the_environment(
     assert build.returncode == 0, build.stderr
     result = json.loads(build.stdout)
     assert result["uri"] == f"s3://artifacts/cli/{result['inputsDigest']}/iris.mar"
-    assert list(work.iterdir()) == []  # the download of the S3 handler was removed
+    assert work.is_dir() and list(work.iterdir()) == []  # created, and the download of the S3 handler removed
 
     check = subprocess.run(
         [
@@ -302,7 +302,9 @@ def test_the_cli_builds_into_s3_with_credentials_from_the_environment(
         env={**no_credentials, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"},
         timeout=120,
     )
-    assert denied.returncode == 1
+    reason, message = verify_failure(denied.returncode, denied.stderr.strip())
+    assert reason == "StoreCredentialsRefused", denied.stderr
+    assert "credentials" in message
 
 
 def test_a_missing_store_bucket_is_a_build_failure_not_a_refusal(
@@ -319,3 +321,71 @@ def test_a_missing_store_bucket_is_a_build_failure_not_a_refusal(
     )
     with pytest.raises(BuildFailed, match="s3://no-such-bucket/models"):
         build_archive(request, S3Store("s3://no-such-bucket/models", config=config))
+
+
+def _run_rendered(argv: list[str], env: dict[str, str]) -> Any:
+    import subprocess
+
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_serving_pods_init_command_fetches_the_verified_archive_and_refuses_other_bytes(
+    s3: tuple[S3Config, Any], inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The init container's command, exactly as rendered (only the operator's command made local), run
+    against the S3 store: the archive lands where TorchServe reads it, and a tampered one never does."""
+    import sys
+
+    from modeldeploy.api.spec import S3Store as S3StoreSpec
+    from modeldeploy.serving import ArchiveRef, ServingPaths, ServingPlan, build_deployment
+    from modeldeploy.settings import OperatorIdentity
+
+    config, client = s3
+    store = S3Store("s3://artifacts/models", config=config)
+    request = ArchiveRequest(model_name="iris", version="1", serialized_file=Source(str(inputs["weights"])),
+                             handler=Source(str(inputs["handler"])), archive_format="zip-store")
+    built = build_archive(request, store)
+    paths = ServingPaths(config_dir=str(tmp_path / "config"), model_store=str(tmp_path / "model-store"),
+                         logs_dir=str(tmp_path / "logs"), tmp_dir=str(tmp_path / "tmp"))
+    (tmp_path / "model-store").mkdir()
+    (tmp_path / "tmp").mkdir()
+    spec_store = S3StoreSpec(bucket="artifacts", secret_name="store-creds", endpoint=config.endpoint_url,
+                             region="us-east-1")
+
+    def init_container(sha256: str) -> dict[str, Any]:
+        plan = ServingPlan(name="iris", namespace="ns", uid="u-1", revision="7f3a9c01de", role="stable",
+                           replicas=1, model_name="iris", model_version="1", paths=paths,
+                           archive=ArchiveRef(uri=built.uri, sha256=sha256, format="zip-store", store=spec_store),
+                           operator=OperatorIdentity(command=(sys.executable, "-m", "modeldeploy")))
+        (container,) = build_deployment(plan)["spec"]["template"]["spec"]["initContainers"]
+        return dict(container)
+
+    secret = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
+
+    def environment(container: dict[str, Any]) -> dict[str, str]:
+        env = {"PATH": os.environ["PATH"], "MODELDEPLOY_S3_ADDRESSING_STYLE": "path"}
+        for item in container["env"]:
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            env[item["name"]] = secret[ref["key"]] if ref else item["value"]
+        return env
+
+    good = init_container(built.sha256)
+    ok = _run_rendered(good["command"], environment(good))
+    assert ok.returncode == 0, ok.stderr
+    served = tmp_path / "model-store" / "iris.mar"
+    assert hashlib.sha256(served.read_bytes()).hexdigest() == built.sha256
+    served.unlink()
+
+    client.put_object(Bucket="artifacts", Key=built.uri.split("/", 3)[3], Body=b"tampered")
+    tampered = _run_rendered(good["command"], environment(good))
+    assert verify_failure(tampered.returncode, tampered.stderr)[0] == "DigestMismatch"
+    assert f"expected {built.sha256}" in tampered.stderr
+    assert list((tmp_path / "model-store").iterdir()) == []  # neither the file nor a partial copy
+
+    # The in-process moto server checks no signatures: a pod without the keys stands for refused ones.
+    without_keys = {k: v for k, v in environment(good).items() if k not in secret}
+    denied = _run_rendered(good["command"], {**without_keys, "AWS_CONFIG_FILE": "/nonexistent",
+                                             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    reason, message = verify_failure(denied.returncode, denied.stderr.strip())
+    assert reason == "StoreCredentialsRefused", denied.stderr
+    assert "credentials" in message

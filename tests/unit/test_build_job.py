@@ -78,6 +78,16 @@ def test_s3_store_and_builtin_handler_need_no_claims_and_take_credentials_from_t
     assert args[args.index("--store") + 1].startswith(f"s3://{md.spec.archive.store.bucket}")
 
 
+def test_an_s3_builds_downloads_go_to_the_pods_writable_emptydir() -> None:
+    pod = build_job(sample("iris-s3.yaml"), "abcdef012345", OPERATOR)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    work_dir = container["args"][container["args"].index("--work-dir") + 1]
+    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    writable = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in empty_dirs]
+    assert any(work_dir == path or work_dir.startswith(path.rstrip("/") + "/") for path in writable)
+
+
 def job(condition: str | None) -> dict[str, Any]:
     conditions = [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded",
                    "message": "Job has reached the specified backoff limit"}] if condition else []

@@ -175,6 +175,22 @@ def test_a_pod_failing_the_digest_check_degrades_the_deployment(cluster: MemoryC
     assert "sha256 mismatch" in condition(cluster, "Ready")["message"]
 
 
+def test_a_pod_whose_store_refuses_its_credentials_says_so_and_not_digest_mismatch(cluster: MemoryCluster) -> None:
+    built(cluster)
+    run(cluster)
+    refused = {"initContainerStatuses": [{"name": "verify-archive", "state": {"terminated": {
+        "exitCode": 3, "message": "modeldeploy archive verify: ACCESS DENIED: s3://b/k: the store refused the "
+                                  "credentials (InvalidAccessKeyId)"}}}]}
+    cluster.children.start_pods(NS, f"{NAME}-stable", 1, lambda _: refused)
+
+    run(cluster)
+
+    assert status(cluster)["phase"] == "Degraded"
+    assert condition(cluster, "Ready")["reason"] == "StoreCredentialsRefused"
+    assert "secretRef" in condition(cluster, "Ready")["message"]
+    assert "InvalidAccessKeyId" in condition(cluster, "Ready")["message"]
+
+
 def test_a_model_that_fails_to_load_is_named_from_the_pod_log(cluster: MemoryCluster) -> None:
     built(cluster)
     run(cluster)

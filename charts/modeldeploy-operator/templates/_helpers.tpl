@@ -21,3 +21,12 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- else -}}{{ trimSuffix "s" $d | atoi }}
 {{- end -}}
 {{- end }}
+
+{{/* The names of .Values.imagePullSecrets, comma-separated (MODELDEPLOY_IMAGE_PULL_SECRETS). */}}
+{{- define "modeldeploy.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}

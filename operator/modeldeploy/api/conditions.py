@@ -58,6 +58,8 @@ class Reason(enum.StrEnum):
     PODS_NOT_READY = "PodsNotReady"
     MODEL_LOAD_FAILED = "ModelLoadFailed"
     DIGEST_MISMATCH = "DigestMismatch"
+    STORE_CREDENTIALS_REFUSED = "StoreCredentialsRefused"
+    ARCHIVE_CHECK_FAILED = "ArchiveCheckFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     READY = "Ready"
     CANARY_PROGRESSING = "CanaryProgressing"

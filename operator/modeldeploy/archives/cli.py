@@ -4,6 +4,11 @@ build prints one JSON object (inputsDigest, sha256, uri, key, format, bytes, sec
 warnings) and exits 0; a refused input exits 2 with one line on stderr; any other failure exits 1.
 With --termination-message-path the same JSON (or {"reason", "message"} on failure) is written
 there for Kubernetes to copy into the pod's terminationMessage.
+
+verify exits 0 when the artifact has the expected sha256 (with --output, it is then also there);
+1 when it has other bytes or is missing; 2 for a malformed --sha256; 3 when the store refused the
+credentials; 4 when it could not be checked for another reason (store unreachable, disk full). The
+failure is one line on stderr.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ from modeldeploy.archives.builder import (
     handler_from_cli,
 )
 from modeldeploy.archives.deflate import DEFAULT_LEVEL
-from modeldeploy.archives.errors import ArchiveError, InputRefused
+from modeldeploy.archives.errors import ArchiveError, InputRefused, IntegrityError
 from modeldeploy.archives.rules import Limits
 from modeldeploy.archives.s3 import S3Config
 from modeldeploy.archives.sources import Source
 from modeldeploy.archives.stores import open_store
-from modeldeploy.archives.verify import verify
+from modeldeploy.archives.verify import StoreAccessDenied, verify
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
+# `archive verify`: the artifact could not be read at all (not a digest mismatch).
+EXIT_ACCESS_DENIED = 3
+EXIT_UNAVAILABLE = 4
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_MAX = 4096
 
@@ -102,7 +110,9 @@ def _add_build(commands: Any) -> None:
         help="createdOn and entry times, seconds since 1970 (default: $SOURCE_DATE_EPOCH, else 0)",
     )
     build.add_argument("--deflate-level", type=int, default=DEFAULT_LEVEL, help="zlib level for zip and tgz")
-    build.add_argument("--work-dir", help="local directory for downloads when the store is S3")
+    build.add_argument(
+        "--work-dir", help="local directory for downloads when the store is S3 (created when missing)"
+    )
     build.add_argument("--termination-message-path", help="also write the result JSON here (Kubernetes)")
     _add_s3_flags(build)
     build.set_defaults(func=run_build)
@@ -112,6 +122,10 @@ def _add_verify(commands: Any) -> None:
     check = commands.add_parser("verify", help="check an artifact's sha256 (exit 0 when it matches)")
     check.add_argument("uri", help="artifact path, file://, or s3:// URI")
     check.add_argument("--sha256", required=True, help="expected sha256")
+    check.add_argument(
+        "--output",
+        help="also copy the artifact to this file while checking it; the file appears only when the sha256 matches",
+    )
     _add_s3_flags(check)
     check.set_defaults(func=run_verify)
 
@@ -234,13 +248,23 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Run `archive verify`; return 0 when the artifact has the expected sha256, else 1."""
+    """Run `archive verify`; 0 when the artifact has the expected sha256, else the code of the failure."""
     try:
-        actual = verify(args.uri, args.sha256, s3=_s3_config(args))
-    except Exception as error:
+        actual = verify(args.uri, args.sha256, s3=_s3_config(args), output=args.output)
+    except StoreAccessDenied as error:
+        print(f"modeldeploy archive verify: ACCESS DENIED: {error}", file=sys.stderr)
+        return EXIT_ACCESS_DENIED
+    except IntegrityError as error:
         print(f"modeldeploy archive verify: FAILED: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"modeldeploy archive verify: OK: {args.uri} sha256 {actual}")
+    except InputRefused as error:
+        print(f"modeldeploy archive verify: refused: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception as error:  # store unreachable, disk full...: the pod must end with a line saying why
+        print(f"modeldeploy archive verify: UNAVAILABLE: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    where = f" -> {args.output}" if args.output else ""
+    print(f"modeldeploy archive verify: OK: {args.uri}{where} sha256 {actual}")
     return EXIT_OK
 
 

@@ -281,7 +281,12 @@ class S3Store:
 
     @contextlib.contextmanager
     def workspace(self) -> Iterator[str]:
-        """A local temporary directory (downloads of remote sources only), removed when done."""
+        """A local temporary directory (downloads of remote sources only), removed when done.
+
+        It is made inside `work_dir`, which is created first if it does not exist yet.
+        """
+        if self.work_dir:
+            os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         path = tempfile.mkdtemp(prefix="modeldeploy-archive-", dir=self.work_dir)
         try:
             yield path

@@ -13,10 +13,12 @@ from typing import Any
 
 from modeldeploy.api.labels import LABEL_DEPLOYMENT, build_labels, object_meta
 from modeldeploy.api.spec import ModelDeployment, PvcStore, S3Store, Source, SourceScheme
-from modeldeploy.settings import OperatorIdentity
+from modeldeploy.settings import OperatorIdentity, image_pull_secrets
 
 SOURCES_ROOT = "/sources"
 STORE_MOUNT = "/store"
+# The pod's emptyDir (its root filesystem is read-only): downloads of a build into an S3 store go here.
+TMP_MOUNT = "/tmp"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 TTL_SECONDS_AFTER_FINISHED = 3600
 DEFAULT_BUILD_RESOURCES: Mapping[str, Mapping[str, str]] = {
@@ -69,7 +71,7 @@ def build_args(md: ModelDeployment) -> list[str]:
             args.extend(["--extra-files-sha256", ",".join(pins)])
     store = archive.store
     if isinstance(store, S3Store):
-        args.extend(["--store", f"s3://{store.bucket}/{store.prefix}".rstrip("/"), "--work-dir", "/tmp/work"])
+        args.extend(["--store", f"s3://{store.bucket}/{store.prefix}".rstrip("/"), "--work-dir", TMP_MOUNT])
         if store.endpoint:
             args.extend(["--s3-endpoint", store.endpoint])
         if store.region:
@@ -84,7 +86,7 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorIdent
     spec = md.spec
     claims = sorted({s.location for _, s in spec.model.sources() if s.scheme is SourceScheme.PVC})
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": TMP_MOUNT}]
     for claim in claims:
         volumes.append({"name": _volume_name(claim),
                         "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
@@ -138,6 +140,7 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorIdent
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
                     "volumes": volumes,
+                    **({"imagePullSecrets": image_pull_secrets(operator)} if operator.image_pull_secrets else {}),
                 },
             },
         },

@@ -24,16 +24,18 @@ def waiting_problem(pods: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 def pod_problem(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
-    """A serving pod's failure a user must act on: a digest mismatch, or a model that fails to load."""
+    """A serving pod's failure a user must act on: an archive check that failed (other bytes, refused
+    credentials), or a model that fails to load."""
     for pod in pods:
         status = pod.get("status") or {}
         for init in status.get("initContainerStatuses") or []:
             for state in (init.get("state") or {}, init.get("lastState") or {}):
                 terminated = state.get("terminated") or {}
-                if terminated.get("exitCode", 0) != 0:
+                code = terminated.get("exitCode", 0)
+                if code != 0:
                     detail = str(terminated.get("message") or "").strip().splitlines()
-                    text = detail[-1] if detail else f"exit code {terminated.get('exitCode')}"
-                    return Reason.DIGEST_MISMATCH, f"pod {pod['metadata']['name']}: archive check failed: {text}"
+                    reason, text = serving.verify_failure(code, detail[-1] if detail else f"exit code {code}")
+                    return reason, f"pod {pod['metadata']['name']}: {text}"
         for container in status.get("containerStatuses") or []:
             terminated = (container.get("lastState") or {}).get("terminated") or (
                 (container.get("state") or {}).get("terminated") or {})

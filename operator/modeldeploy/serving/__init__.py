@@ -23,7 +23,13 @@ from modeldeploy.serving.plan import (
     ServingPorts,
     plan_for,
 )
-from modeldeploy.serving.workload import SERVING_CONTAINER, VERIFY_CONTAINER, build_deployment, container_env
+from modeldeploy.serving.workload import (
+    SERVING_CONTAINER,
+    VERIFY_CONTAINER,
+    build_deployment,
+    container_env,
+    verify_failure,
+)
 
 
 def build_objects(plan: ServingPlan) -> list[dict[str, Any]]:
@@ -64,4 +70,5 @@ __all__ = [
     "model_load_failure",
     "plan_for",
     "render_config",
+    "verify_failure",
 ]

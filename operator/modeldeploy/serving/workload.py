@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from modeldeploy.api.conditions import Reason
 from modeldeploy.api.labels import (
     ANNOTATION_ARCHIVE_SHA256,
     ANNOTATION_CONFIG_HASH,
@@ -15,6 +16,7 @@ from modeldeploy.api.labels import (
 from modeldeploy.api.spec import PvcStore, S3Store
 from modeldeploy.serving.config import ENTRYPOINT, READY, build_configmap
 from modeldeploy.serving.plan import ServingPlan
+from modeldeploy.settings import image_pull_secrets
 
 SERVING_CONTAINER = "torchserve"
 VERIFY_CONTAINER = "verify-archive"
@@ -29,6 +31,10 @@ LOGS_SIZE_LIMIT = "64Mi"
 # The keys of an S3 store's Secret that hold its credentials.
 S3_ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
 S3_SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
+
+# What the init container's exit code says (the exit codes of `modeldeploy archive verify`).
+VERIFY_EXIT_MISMATCH = 1
+VERIFY_EXIT_CREDENTIALS_REFUSED = 3
 
 _CONFIG_VOLUME = "config"
 _STORE_VOLUME = "model-store"
@@ -79,6 +85,16 @@ def verify_command(plan: ServingPlan) -> list[str]:
     if isinstance(plan.archive.store, PvcStore):
         return [*command, plan.archive_path, "--sha256", plan.archive.sha256]
     return [*command, plan.archive.uri, "--sha256", plan.archive.sha256, "--output", plan.archive_path]
+
+
+def verify_failure(exit_code: int, last_line: str) -> tuple[Reason, str]:
+    """The reason and message of an init container that ended with `exit_code` and `last_line` in its log."""
+    if exit_code == VERIFY_EXIT_MISMATCH:
+        return Reason.DIGEST_MISMATCH, f"archive check failed: {last_line}"
+    if exit_code == VERIFY_EXIT_CREDENTIALS_REFUSED:
+        return (Reason.STORE_CREDENTIALS_REFUSED,
+                f"the archive store refused the credentials of spec.archive.store.s3.secretRef: {last_line}")
+    return Reason.ARCHIVE_CHECK_FAILED, f"archive check could not run (exit code {exit_code}): {last_line}"
 
 
 def _s3_env(store: S3Store) -> list[dict[str, Any]]:
@@ -206,6 +222,9 @@ def build_deployment(plan: ServingPlan) -> dict[str, Any]:
         "containers": [_serving_container(plan)],
         "volumes": _volumes(plan),
     }
+    if plan.operator.image_pull_secrets:
+        # The operator's setting: its own image (the archive check) and TorchServe's may be private.
+        pod_spec["imagePullSecrets"] = image_pull_secrets(plan.operator)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
