@@ -537,7 +537,7 @@ def promoting(cluster: MemoryCluster) -> tuple[str, str, dict[str, Any]]:
     return str(stable_revision), str(canary_revision), stable_before
 
 
-@pytest.mark.parametrize("change", ["abort", "new revision"])
+@pytest.mark.parametrize("change", ["abort", "new revision", "deadline"])
 def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: MemoryCluster, change: str) -> None:
     stable_revision, canary_revision, stable_before = promoting(cluster)
     # The promotion rolls stable to the canary's revision.
@@ -545,10 +545,21 @@ def test_a_promotion_cut_short_rolls_stable_back_to_its_own_revision(cluster: Me
 
     if change == "abort":
         request(cluster, "abort", canary_revision, 3)
-    else:
+        run_at(cluster, 3)
+    elif change == "new revision":
         newer = "registry.example/torchserve:0.12.0-patched"
         cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image=newer))
-    run_at(cluster, 3)
+        run_at(cluster, 3)
+    else:
+        # The new stable pods never become ready: the sample's progressDeadlineSeconds (600) from the
+        # promotion's start, and not a second before.
+        assert not run_at(cluster, 2 + 600).events
+        assert status(cluster)["rollout"]["promoting"] is True
+        report = run_at(cluster, 2 + 601)
+        warning = next(e for e in report.events if e.reason == "ProgressDeadlineExceeded")
+        assert warning.type == "Warning"
+        assert f"promotion: 0/4 stable pods ready at revision {canary_revision[:10]} 600 s" in warning.message
+        assert status(cluster)["rollout"]["aborted"]["reason"] == "ProgressDeadlineExceeded"
 
     # Stable goes back to the revision status names as stable, with its own template.
     assert status(cluster)["stableRevision"] == stable_revision

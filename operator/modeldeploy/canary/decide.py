@@ -82,7 +82,11 @@ def decide(policy: Policy, state: RolloutState, observations: Observations, now:
     findings: Findings | None = None
     if state.canary_revision is not None and not state.promoting and requested.abort is None:
         state, findings = analyse(policy, state, observations, now)
-    abort = first_abort(Facts(policy, state, now, observations.canary, requested.abort, findings))
+    if state.promoting and state.promoting_since is None:
+        # A promotion begun before promotions kept their start: its deadline counts from now.
+        state = dataclasses.replace(state, promoting_since=now)
+    abort = first_abort(Facts(policy, state, now, observations.canary, requested.abort, findings,
+                              stable=observations.stable))
     if abort is not None:
         state = apply(rolled_back(state, abort.reason, abort.message, now))
     elif findings is not None:

@@ -91,7 +91,7 @@ def apply_request(policy: Policy, state: RolloutState, observations: Observation
         state, event = _resumed(state, now, who)
         events.append(event)
     if request.full or policy.is_last(state.step_index):
-        moved = begin_promotion(state, f"promote{' --full' if request.full else ''} requested{who}")
+        moved = begin_promotion(state, f"promote{' --full' if request.full else ''} requested{who}", now)
     else:
         moved = enter_step(policy, state, state.step_index + 1, now)
     return Requested(moved.state, (*events, *moved.events))

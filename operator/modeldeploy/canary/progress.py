@@ -115,7 +115,7 @@ def advance(policy: Policy, state: RolloutState, findings: Findings, now: dateti
     if not (findings.all_ready and evidence and now >= started + (step.pause or timedelta(0))):
         return Changed(state)
     if policy.is_last(state.step_index):
-        return begin_promotion(state, f"{label} passed")
+        return begin_promotion(state, f"{label} passed", now)
     return enter_step(policy, state, state.step_index + 1, now)
 
 

@@ -11,6 +11,8 @@ and the first rule that aborts wins:
    `METRIC_RULES` (`metrics_unavailable`: a provider error streak longer than
    consecutiveErrorLimit, then `analysis_failed`: more Failed measurements than failureLimit);
 3. `progress_deadline_exceeded`: canary pods not ready for good within progressDeadlineSeconds;
+   `promotion_deadline_exceeded`: a promotion whose new stable pods are not all ready within
+   progressDeadlineSeconds of its start (stable then goes back to its own revision);
 4. `insufficient_data`: no Successful measurement of some metric at the step's weight within
    progressDeadlineSeconds of the step.
 
@@ -64,6 +66,7 @@ class Facts:
     canary: RoleStatus = dataclasses.field(default_factory=RoleStatus)
     abort_request: ManualRequest | None = None
     findings: Findings | None = None
+    stable: RoleStatus = dataclasses.field(default_factory=RoleStatus)
 
 
 Rule = Callable[[Facts], Abort | None]
@@ -145,6 +148,26 @@ def progress_deadline_exceeded(facts: Facts) -> Abort | None:
                  f"step began: {reason}")
 
 
+def promotion_deadline_exceeded(facts: Facts) -> Abort | None:
+    """`ProgressDeadlineExceeded` of a promotion: stable does not serve the canary's revision with every
+    pod ready within progressDeadlineSeconds of the promotion's start; the message names how many are
+    ready and why the others are not."""
+    state, policy = facts.state, facts.policy
+    if state.canary_revision is None or not state.promoting or state.promoting_since is None:
+        return None
+    deadline = policy.progress_deadline
+    if facts.now - state.promoting_since <= deadline:
+        return None
+    stable = facts.stable
+    ready = stable.ready_at_revision if stable.revision == state.canary_revision else 0
+    if ready >= policy.replicas:
+        return None
+    reason = stable.not_ready_reason or "no reason reported"
+    return Abort(AbortReason.PROGRESS_DEADLINE_EXCEEDED,
+                 f"promotion: {ready}/{policy.replicas} stable pods ready at revision {state.canary_revision[:10]} "
+                 f"{int(deadline.total_seconds())} s after the promotion began: {reason}")
+
+
 def insufficient_data(facts: Facts) -> Abort | None:
     """`InsufficientData`: some metric has no Successful measurement at the step's weight within
     progressDeadlineSeconds of the step's start."""
@@ -163,7 +186,8 @@ def insufficient_data(facts: Facts) -> Abort | None:
                  f"{int(deadline.total_seconds())}")
 
 
-ROLLBACK_RULES: tuple[Rule, ...] = (aborted_by_request, metric_limits, progress_deadline_exceeded, insufficient_data)
+ROLLBACK_RULES: tuple[Rule, ...] = (aborted_by_request, metric_limits, progress_deadline_exceeded,
+                                    promotion_deadline_exceeded, insufficient_data)
 """Every rollback rule, in the order they are asked."""
 
 

@@ -71,6 +71,8 @@ def requeue_after(policy: Policy, state: RolloutState, now: datetime, moving: bo
                 moments.append(state.unready_since + policy.progress_deadline + timedelta(seconds=1))
         if state.ready_since is not None and state.unready_since is not None:
             moments.append(state.ready_since + policy.interval)
+    if state.canary_revision is not None and state.promoting and state.promoting_since is not None:
+        moments.append(state.promoting_since + policy.progress_deadline + timedelta(seconds=1))
     if moving:
         moments.append(now + POLL)
     if not moments:

@@ -222,7 +222,8 @@ class RolloutState:
       (ready canary pods / ready pods), `weight_since` when the effective weight last changed
       (a window measured before it is not evidence for this weight).
     - `unready_since`: since when the canary has not been seen ready for good (see decide.py).
-    - `promoting`: stable is being rolled to the canary revision.
+    - `promoting`: stable is being rolled to the canary revision, since `promoting_since` (the
+      promotion's own progress deadline counts from then).
     - `aborted`: the revision last rolled back; it stays rolled back while the spec names it.
     - `rejected_request`: the digest of the malformed request annotation last reported (it is
       reported once, not on every reconcile).
@@ -240,6 +241,7 @@ class RolloutState:
     pause: Pause | None = None
     metrics: Mapping[str, MetricState] = dataclasses.field(default_factory=dict)
     promoting: bool = False
+    promoting_since: datetime | None = None
     aborted: Aborted | None = None
     last_request: HandledRequest | None = None
     rejected_request: str | None = None
@@ -298,6 +300,7 @@ class RolloutState:
             out["pause"] = self.pause.to_dict()
         if self.promoting:
             out["promoting"] = True
+            _put_time(out, "promotingSince", self.promoting_since)
         if self.aborted is not None:
             out["aborted"] = self.aborted.to_dict()
         if self.last_request is not None:
@@ -324,6 +327,7 @@ class RolloutState:
             pause=Pause.from_dict(data["pause"]) if data.get("pause") else None,
             metrics={str(k): MetricState.from_dict(v) for k, v in (data.get("metrics") or {}).items()},
             promoting=bool(data.get("promoting", False)),
+            promoting_since=_time(data, "promotingSince"),
             aborted=Aborted.from_dict(data["aborted"]) if data.get("aborted") else None,
             last_request=HandledRequest.from_dict(data["lastRequest"]) if data.get("lastRequest") else None,
             rejected_request=str(data["rejectedRequest"]) if data.get("rejectedRequest") else None,

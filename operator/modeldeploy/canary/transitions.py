@@ -48,7 +48,7 @@ def without_canary(state: RolloutState) -> RolloutState:
     (status keeps the analysis that decided its fate until the next canary starts).
     """
     return dataclasses.replace(
-        state, canary_revision=None, promoting=False, pause=None, weight=0, step_index=0,
+        state, canary_revision=None, promoting=False, promoting_since=None, pause=None, weight=0, step_index=0,
         step_started_at=None, unready_since=None, ready_since=None,
     )
 
@@ -73,7 +73,7 @@ def enter_step(policy: Policy, state: RolloutState, index: int, now: datetime) -
     """
     step = policy.steps[index]
     if policy.is_last(index) and step.pause is None:
-        return begin_promotion(state, f"{policy.step_label(index)} reached")
+        return begin_promotion(state, f"{policy.step_label(index)} reached", now)
     counters = {name: dataclasses.replace(m, successes_at_step=0, step_requests=0, step_events=0)
                 for name, m in state.metrics.items()}
     entered = dataclasses.replace(
@@ -87,9 +87,9 @@ def enter_step(policy: Policy, state: RolloutState, index: int, now: datetime) -
                                    f"weight {step.weight} %"),))
 
 
-def begin_promotion(state: RolloutState, why: str) -> Changed:
-    """Roll stable to the canary's revision at full size."""
-    promoting = dataclasses.replace(state, promoting=True, pause=None, weight=100)
+def begin_promotion(state: RolloutState, why: str, now: datetime) -> Changed:
+    """Roll stable to the canary's revision at full size, from `now` on (its deadline counts from then)."""
+    promoting = dataclasses.replace(state, promoting=True, promoting_since=now, pause=None, weight=100)
     return Changed(promoting, (Event("Normal", "Promoting",
                                      f"revision {short(promoting.canary_revision)}: {why}; "
                                      "rolling stable to it at full size"),))

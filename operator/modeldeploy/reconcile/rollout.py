@@ -269,6 +269,10 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
         own = [p for p in by_role["canary"] if _labels(p).get(LABEL_REVISION) == canary.revision]
         canary_problem = await _not_ready_reason(ctx, own)
         canary = dataclasses.replace(canary, not_ready_reason=canary_problem)
+    if state.promoting and state.canary_revision is not None and stable.ready_at_revision < policy.replicas:
+        # A promotion's deadline quotes why the new stable pods are not ready.
+        own = [p for p in by_role["stable"] if _labels(p).get(LABEL_REVISION) == state.canary_revision]
+        stable = dataclasses.replace(stable, not_ready_reason=await _not_ready_reason(ctx, own))
     request = read_request(ctx.annotations)
     measurements = await _measure(ctx, policy, state, pods)
     decision = decide(policy, state, Observations(

@@ -28,6 +28,7 @@ from modeldeploy.canary.rules import (
     metric_limits,
     metrics_unavailable,
     progress_deadline_exceeded,
+    promotion_deadline_exceeded,
 )
 from modeldeploy.canary.state import (
     AbortReason,
@@ -230,3 +231,38 @@ def test_first_abort_asks_only_the_rules_it_is_given() -> None:
     state = everything_wrong()
     abort = first_abort(facts(state, after=timedelta(hours=1), request=abort_request()), rules=(insufficient_data,))
     assert abort is not None and abort.reason is AbortReason.INSUFFICIENT_DATA
+
+
+def promoting(since: datetime = T0, stable: RoleStatus | None = None, after: timedelta = timedelta(seconds=601),
+              request: ManualRequest | None = None) -> Facts:
+    """A promotion of V2 begun at `since`, not analysed (as decide calls the rules while promoting)."""
+    state = canary_state(promoting=True, promoting_since=since, weight=100)
+    return dataclasses.replace(facts(state, after=after, findings=None, request=request),
+                               stable=stable or RoleStatus(revision=V2, replicas=4, ready=2, ready_updated=2,
+                                                           not_ready_reason="pod iris-stable-x: OOMKilled"))
+
+
+def test_promotion_deadline_rule_rolls_back_a_promotion_whose_stable_pods_are_not_ready_in_time() -> None:
+    abort = promotion_deadline_exceeded(promoting())
+    assert abort == Abort(AbortReason.PROGRESS_DEADLINE_EXCEEDED,
+                          "promotion: 2/4 stable pods ready at revision bbbbbbbbbb 600 s after the promotion began: "
+                          "pod iris-stable-x: OOMKilled")
+
+
+def test_promotion_deadline_rule_waits_for_the_deadline_and_spares_a_whole_stable() -> None:
+    assert promotion_deadline_exceeded(promoting(after=timedelta(seconds=600))) is None
+    whole = RoleStatus(revision=V2, replicas=4, ready=4, ready_updated=4)
+    assert promotion_deadline_exceeded(promoting(stable=whole)) is None
+    assert promotion_deadline_exceeded(facts(canary_state(), after=timedelta(hours=1))) is None  # not promoting
+
+
+def test_promotion_deadline_rule_counts_no_stable_pod_of_the_old_revision_as_ready() -> None:
+    old = RoleStatus(revision=V1, replicas=4, ready=4, ready_updated=4)
+    abort = promotion_deadline_exceeded(promoting(stable=old))
+    assert abort is not None and abort.message.startswith("promotion: 0/4 stable pods ready")
+    assert abort.message.endswith("no reason reported")
+
+
+def test_a_users_abort_of_a_promotion_comes_before_its_deadline() -> None:
+    abort = first_abort(promoting(request=abort_request()))
+    assert abort is not None and abort.reason is AbortReason.ABORTED
