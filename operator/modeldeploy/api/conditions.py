@@ -59,6 +59,8 @@ class Reason(enum.StrEnum):
     MODEL_LOAD_FAILED = "ModelLoadFailed"
     DIGEST_MISMATCH = "DigestMismatch"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    DRIFT_REVERTED = "DriftReverted"
+    """An Event: a child's field we own was changed by hand and has been put back."""
     READY = "Ready"
     CANARY_PROGRESSING = "CanaryProgressing"
     CANARY_PAUSED = "CanaryPaused"
