@@ -237,6 +237,34 @@ def test_a_status_write_says_when_and_a_reconcile_that_changes_nothing_keeps_the
     assert status(cluster)["lastProgressTime"] == format_time(NOW + timedelta(seconds=30))
 
 
+def test_turning_the_network_policy_off_removes_the_one_we_created_once(cluster: MemoryCluster) -> None:
+    served(cluster)
+    policy = ("networking.k8s.io/v1", "NetworkPolicy", NS, NAME)
+    assert asyncio.run(cluster.children.get(*policy)) is not None
+
+    cluster.update_spec(NS, NAME, lambda spec: spec.setdefault("serving", {}).update(networkPolicy={"enabled": False}))
+    run(cluster)
+
+    assert asyncio.run(cluster.children.get(*policy)) is None
+    assert ("delete", "NetworkPolicy", NAME) in cluster.children.writes
+    writes = list(cluster.children.writes)
+    run(cluster)
+    assert cluster.children.writes == writes
+
+
+def test_a_network_policy_of_the_same_name_not_ours_is_left_alone(cluster: MemoryCluster) -> None:
+    cluster.update_spec(NS, NAME, lambda spec: spec.setdefault("serving", {}).update(networkPolicy={"enabled": False}))
+    theirs = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": NAME, "namespace": NS}, "spec": {"podSelector": {}}}
+    cluster.children.put(theirs)
+
+    served(cluster)
+    run(cluster)
+
+    assert asyncio.run(cluster.children.get("networking.k8s.io/v1", "NetworkPolicy", NS, NAME)) == theirs
+    assert not [w for w in cluster.children.writes if w[1] == "NetworkPolicy"]
+
+
 def test_once_served_the_config_maps_of_earlier_revisions_are_removed(cluster: MemoryCluster) -> None:
     served(cluster)
     earlier = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {

@@ -100,8 +100,27 @@ def test_builtin_handler_and_s3_store_and_prometheus_metric_are_parsed() -> None
     assert spec.rollout.analysis.metrics[0].provider == PrometheusProvider("http://prom:9090", "q")
 
 
-def test_an_explicit_empty_metrics_list_analyses_nothing() -> None:
-    assert parse_spec(spec_with(**{"rollout.analysis.metrics": []})).rollout.analysis.metrics == ()
+def test_an_empty_metrics_list_is_refused_naming_the_field_and_the_opt_out() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_with(**{"rollout.analysis.metrics": []}))
+
+    assert caught.value.field == "spec.rollout.analysis.metrics"
+    assert "allowPromotionWithoutAnalysis" in str(caught.value)
+
+
+def test_an_empty_metrics_list_promotes_on_pauses_only_with_the_explicit_opt_out() -> None:
+    analysis = parse_spec(spec_with(**{"rollout.analysis": {
+        "metrics": [], "allowPromotionWithoutAnalysis": True}})).rollout.analysis
+
+    assert analysis.metrics == ()
+    assert analysis.allow_promotion_without_analysis is True
+
+
+def test_an_omitted_analysis_judges_the_error_rate_and_never_promotes_without_evidence() -> None:
+    analysis = parse_spec(spec_with()).rollout.analysis
+
+    assert [m.name for m in analysis.metrics] == ["error-rate"]
+    assert analysis.allow_promotion_without_analysis is False
 
 
 def test_extra_file_takes_its_name_from_the_uri_unless_named() -> None:

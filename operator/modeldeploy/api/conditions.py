@@ -61,6 +61,8 @@ class Reason(enum.StrEnum):
     STORE_CREDENTIALS_REFUSED = "StoreCredentialsRefused"
     ARCHIVE_CHECK_FAILED = "ArchiveCheckFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    DRIFT_REVERTED = "DriftReverted"
+    """An Event: a child's field we own was changed by hand and has been put back."""
     READY = "Ready"
     CANARY_PROGRESSING = "CanaryProgressing"
     CANARY_PAUSED = "CanaryPaused"

@@ -356,6 +356,8 @@ class Analysis:
     consecutive_error_limit: int = 4
     min_requests: int = 20
     metrics: tuple[Metric, ...] = DEFAULT_METRICS
+    allow_promotion_without_analysis: bool = False
+    """The user's explicit choice to let an empty `metrics` promote on pauses (and `promote`) alone."""
 
 
 class TrafficRouter(enum.StrEnum):
@@ -778,9 +780,13 @@ def _analysis(reader: _Reader) -> Analysis:
     interval = parse_go_duration(interval_text, reader.at("interval"))
     if interval < timedelta(seconds=1):
         raise SpecError(reader.at("interval"), interval_text, "must be at least 1s")
-    # An explicit empty list analyses nothing: steps then only wait for their pause.
     items = reader.items("metrics", max_items=10)
     metrics = DEFAULT_METRICS if items is None else tuple(_metric(item) for item in items)
+    allow_without = reader.boolean("allowPromotionWithoutAnalysis", False)
+    if not metrics and not allow_without:
+        # No metric means no evidence: a canary would promote on its pauses alone.
+        raise SpecError(reader.at("metrics"), [], "must name at least one metric "
+                        "(or set allowPromotionWithoutAnalysis: true to promote on pauses alone)")
     names = [m.name for m in metrics]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -791,6 +797,7 @@ def _analysis(reader: _Reader) -> Analysis:
         consecutive_error_limit=reader.integer("consecutiveErrorLimit", 4, minimum=0, maximum=100),
         min_requests=reader.integer("minRequests", 20, minimum=0, maximum=1_000_000),
         metrics=metrics,
+        allow_promotion_without_analysis=allow_without,
     )
 
 

@@ -1,19 +1,30 @@
 """The objects a ModelDeployment owns: read, server-side apply only when changed, list, delete, logs.
 
-`apply` stamps each object with a hash of its desired content; an object that already carries the
-same hash is left alone, so the reconcile of a settled ModelDeployment sends no write at all.
+`apply` stamps each object with a hash of its desired content. An object that carries the same hash
+and still holds every field we render (k8s/drift.py: compared after the API server's defaults) is left
+alone, so the reconcile of a settled ModelDeployment sends no write at all. One whose owned fields were
+changed by hand is applied again, which puts them back (our field manager, forced), and an Event
+`DriftReverted` on its owner names the child and the fields.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy.api.conditions import Reason
 from modeldeploy.api.labels import ANNOTATION_APPLIED_HASH as APPLIED_HASH
 from modeldeploy.api.labels import MANAGER as FIELD_MANAGER
-from modeldeploy.reconcile.errors import NotFoundError
+from modeldeploy.k8s.drift import Drift, describe, drifted
+from modeldeploy.reconcile.errors import KubeApiError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+EVENT_MESSAGE_LIMIT = 1024
 
 _COLLECTIONS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps",
@@ -48,12 +59,51 @@ def with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
-def is_current(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """Whether the live object already carries what `desired` asks for."""
+def hand_edits(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> list[Drift] | None:
+    """The owned fields changed since `desired` was applied as it is; None when it was not (or nothing lives).
+
+    [] means the live object holds what `desired` asks for.
+    """
     if live is None:
-        return False
+        return None
     annotations = (live.get("metadata") or {}).get("annotations") or {}
-    return bool(annotations.get(APPLIED_HASH) == content_hash(desired))
+    if annotations.get(APPLIED_HASH) != content_hash(desired):
+        return None
+    return drifted(desired, live)
+
+
+def is_current(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Whether the live object already carries what `desired` asks for: our hash, and every field we render."""
+    return hand_edits(live, desired) == []
+
+
+def drift_event(desired: Mapping[str, Any], drifts: Sequence[Drift], now: datetime) -> dict[str, Any]:
+    """The Event saying which fields of a child were put back, about the child's owner (else the child)."""
+    meta = desired["metadata"]
+    owners = meta.get("ownerReferences") or []
+    if owners:
+        owner = owners[0]
+        involved = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["name"],
+                    "uid": owner["uid"], "namespace": meta["namespace"]}
+    else:
+        involved = {"apiVersion": desired["apiVersion"], "kind": desired["kind"], "name": meta["name"],
+                    "namespace": meta["namespace"]}
+    message = describe(desired["kind"], meta["name"], drifts)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": involved,
+        "type": "Warning",
+        "reason": str(Reason.DRIFT_REVERTED),
+        "message": message[:EVENT_MESSAGE_LIMIT],
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
 
 
 class Children:
@@ -89,7 +139,8 @@ class Children:
         meta = desired["metadata"]
         if not known:
             live = await self.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-        if live is not None and is_current(live, desired):
+        drifts = hand_edits(live, desired)
+        if live is not None and drifts == []:
             return dict(live), False
         path = collection_path(desired["apiVersion"], desired["kind"]).format(namespace=meta["namespace"])
         applied: dict[str, Any] = await self._request(
@@ -97,7 +148,24 @@ class Children:
             header_params={"Content-Type": "application/apply-patch+yaml"},
             query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
+        if drifts:
+            await self._report_drift(desired, drifts, applied)
         return applied, True
+
+    async def _report_drift(self, desired: Mapping[str, Any], drifts: Sequence[Drift],
+                            applied: Mapping[str, Any]) -> None:
+        meta = desired["metadata"]
+        logger.warning("%s", describe(desired["kind"], f"{meta['namespace']}/{meta['name']}", drifts))
+        still = drifted(desired, applied)
+        if still:
+            # Something between us and storage (an admission webhook, another controller) rewrites these.
+            logger.warning("%s %s/%s still differs after the apply: %s", desired["kind"], meta["namespace"],
+                           meta["name"], "; ".join(d.describe() for d in still[:5]))
+        event = drift_event(desired, drifts, datetime.now(UTC))
+        try:
+            await self._request(f"/api/v1/namespaces/{meta['namespace']}/events", "POST", body=event)
+        except KubeApiError as error:  # the revert stands; only its report is lost
+            logger.warning("Could not post the %s Event: %s", Reason.DRIFT_REVERTED, error)
 
     async def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any]:
         """Set spec.replicas only, leaving the rest as it is; drops the applied hash so a later apply writes."""

@@ -35,6 +35,9 @@ async def apply_role(ctx: ReconcileContext, role: Role, revision: str, archive: 
         live, _ = await children.apply(desired)
         if desired["kind"] == "Deployment":
             deployment = live
+    if not plan.network_policy.enabled:
+        # Turned off after it was on: the policy NAME (both roles') is ours to remove.
+        await _remove_owned(children, "networking.k8s.io/v1", "NetworkPolicy", md.namespace, md.name, md.uid)
     if replicas <= 1:
         # A budget only makes sense with more than one replica; remove one left from a larger scale.
         name = plan.deployment_name  # the budget is named after the Deployment it protects
@@ -42,6 +45,17 @@ async def apply_role(ctx: ReconcileContext, role: Role, revision: str, archive: 
             await children.delete("policy/v1", "PodDisruptionBudget", md.namespace, name)
     assert deployment is not None
     return deployment
+
+
+async def _remove_owned(children: Children, api_version: str, kind: str, namespace: str, name: str,
+                        owner_uid: str) -> None:
+    """Delete the object if it exists and this ModelDeployment owns it (one of the same name may be the user's)."""
+    live = await children.get(api_version, kind, namespace, name)
+    if live is None:
+        return
+    owners = (live.get("metadata") or {}).get("ownerReferences") or []
+    if any(owner.get("uid") == owner_uid for owner in owners):
+        await children.delete(api_version, kind, namespace, name)
 
 
 async def serving_problem(children: Children, namespace: str,
