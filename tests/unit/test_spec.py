@@ -21,6 +21,7 @@ from modeldeploy.api.spec import (
     SpecError,
     TorchServeMetric,
     TorchServeProvider,
+    TrafficRouting,
     parse,
     parse_go_duration,
     parse_spec,
@@ -304,6 +305,22 @@ def test_a_torchserve_metric_references_no_secret() -> None:
 
     assert parse(body).referenced_secrets() == (
         ("spec.rollout.analysis.metrics[1].provider.prometheus.secretRef.name", "prom"),)
+
+
+@pytest.mark.parametrize("routing", list(TrafficRouting))
+def test_traffic_routing_selects_the_router_it_names(routing: TrafficRouting) -> None:
+    named = parse_spec(spec_with(**{"rollout.trafficRouting": {routing.value: {}}}))
+
+    assert named.rollout.traffic_router is routing
+    assert parse_spec(MINIMAL).rollout.traffic_router is TrafficRouting.REPLICAS
+
+
+def test_traffic_routing_that_names_no_known_router_is_refused_naming_the_supported_ones() -> None:
+    error = error_of(spec_with(**{"rollout.trafficRouting": {"gatewayAPI": {"httpRoute": "iris"}}}))
+
+    assert error.field == "spec.rollout.trafficRouting"
+    assert error.value == {"gatewayAPI": {"httpRoute": "iris"}}
+    assert "must name one router; supported: replicas" in str(error)
 
 
 def test_a_query_may_name_only_the_known_placeholders() -> None:

@@ -385,8 +385,8 @@ class Analysis:
     metrics: tuple[Metric, ...] = DEFAULT_METRICS
 
 
-class TrafficRouter(enum.StrEnum):
-    """How traffic is split between stable and canary."""
+class TrafficRouting(enum.StrEnum):
+    """How traffic is split between stable and canary: the key set under spec.rollout.trafficRouting."""
 
     REPLICAS = "replicas"
 
@@ -398,7 +398,7 @@ class Rollout:
     steps: tuple[RolloutStep, ...] = (RolloutStep(weight=100),)
     analysis: Analysis = Analysis()
     progress_deadline_seconds: int = 600
-    traffic_router: TrafficRouter = TrafficRouter.REPLICAS
+    traffic_router: TrafficRouting = TrafficRouting.REPLICAS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -835,15 +835,24 @@ def _analysis(reader: _Reader) -> Analysis:
     )
 
 
-def _rollout(reader: _Reader) -> Rollout:
+def _traffic_routing(reader: _Reader) -> TrafficRouting:
+    """The one router `trafficRouting` names by its key; absent: the CRD's default, replicas."""
+    if not reader.has("trafficRouting"):
+        return Rollout.traffic_router
     routing = reader.child("trafficRouting")
-    if reader.has("trafficRouting") and not routing.has("replicas"):
-        raise SpecError(routing.path, dict(routing.data), "must name one router; supported: replicas")
+    named = [kind for kind in TrafficRouting if routing.has(kind.value)]
+    if len(named) != 1:
+        supported = ", ".join(kind.value for kind in TrafficRouting)
+        raise SpecError(routing.path, dict(routing.data), f"must name one router; supported: {supported}")
+    return named[0]
+
+
+def _rollout(reader: _Reader) -> Rollout:
     return Rollout(
         steps=_steps(reader),
         analysis=_analysis(reader.child("analysis")),
         progress_deadline_seconds=reader.integer("progressDeadlineSeconds", 600, minimum=30, maximum=86400),
-        traffic_router=TrafficRouter.REPLICAS,
+        traffic_router=_traffic_routing(reader),
     )
 
 
