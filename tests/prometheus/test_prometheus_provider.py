@@ -19,9 +19,8 @@ from modeldeploy.api.spec import Metric, PrometheusProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.state import Verdict
 from modeldeploy.canary.verdicts import Bounds, judge
-from modeldeploy.metrics import PrometheusMetrics, provider_for
+from modeldeploy.metrics import OperatorAccess, PrometheusMetrics, build_providers
 from modeldeploy.metrics.base import ProviderError, Target
-from modeldeploy.metrics.torchserve import TorchServeMetrics
 from support import wait_for
 
 SERIES = ('modeldeploy_test_value{namespace="{{namespace}}",name="{{name}}",revision="{{revision}}",'
@@ -44,13 +43,13 @@ def measure(address: str, query: str, *, name: str = "iris", timeout: float = 10
         address=address, query=query, timeout=timedelta(seconds=timeout), secret_name=secret))
 
     async def run() -> Measurement:
-        provider = PrometheusMetrics(read_secret)
+        providers = build_providers(OperatorAccess(read_secret=read_secret))
         try:
-            chosen = provider_for(metric, TorchServeMetrics(), provider)
+            chosen = providers.for_metric(metric)
             now = datetime.now(UTC)
             return await chosen.measure(metric, target(name, revision), now - timedelta(seconds=window), now)
         finally:
-            await provider.close()
+            await providers.close()
 
     return asyncio.run(run())
 

@@ -18,7 +18,7 @@ from modeldeploy.api.revision import build_key_of
 from modeldeploy.api.spec import Metric, parse
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics import Target
+from modeldeploy.metrics import Providers, Target
 from modeldeploy.reconcile import Report, reconcile_and_report
 from modeldeploy.settings import OperatorIdentity
 from support import REPO
@@ -482,9 +482,14 @@ def test_stable_deleted_mid_canary_comes_back_at_its_own_revision_not_the_canary
 class RecordingPrometheus:
     """Stands in for the Prometheus client in this in-memory tier: answers `value` and keeps what it was asked."""
 
+    kind = "prometheus"
+
     def __init__(self, value: float | None) -> None:
         self.value = value
         self.asked: list[tuple[str, str | None, str, datetime, datetime]] = []
+
+    async def close(self) -> None:
+        """Holds no connection."""
 
     async def measure(self, metric: Metric, target: Target, window_start: datetime, now: datetime) -> Measurement:
         self.asked.append((metric.name, target.canary_revision, target.namespace, window_start, now))
@@ -502,11 +507,12 @@ def canary_judged_by(cluster: MemoryCluster, prometheus: RecordingPrometheus | N
     run(cluster)
     cluster.update_spec(NS, NAME, lambda spec: spec["rollout"]["analysis"].update(metrics=[PROMETHEUS_METRIC]))
     cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    providers = Providers(() if prometheus is None else (prometheus,))
     for seconds in (0, 1, 31):
         if seconds == 1:
             cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: READY_POD)
         moment = NOW + timedelta(seconds=seconds)
-        asyncio.run(reconcile_and_report(cluster.body(NS, NAME), cluster, OPERATOR, prometheus=prometheus,
+        asyncio.run(reconcile_and_report(cluster.body(NS, NAME), cluster, OPERATOR, providers=providers,
                                          now=lambda moment=moment: moment))  # type: ignore[misc]
 
 

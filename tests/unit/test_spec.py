@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.spec import (
+    PROVIDER_PARSERS,
     ArchiveFormat,
     BuiltinHandler,
     ModelDeployment,
@@ -20,6 +21,7 @@ from modeldeploy.api.spec import (
     SpecError,
     TorchServeMetric,
     TorchServeProvider,
+    TrafficRouting,
     parse,
     parse_go_duration,
     parse_spec,
@@ -291,6 +293,53 @@ def test_the_prometheus_secret_is_a_referenced_secret() -> None:
 
     assert parse(body).referenced_secrets() == (
         ("spec.rollout.analysis.metrics[0].provider.prometheus.secretRef.name", "prom"),)
+
+
+def test_a_metric_names_exactly_one_provider_of_the_parser_table() -> None:
+    both_providers = {"torchserve": {}, "prometheus": {"address": "http://p", "query": "q"}}
+    both = error_of(spec_with(**{"rollout.analysis.metrics": [
+        {"name": "e", "max": 0.1, "provider": both_providers}]}))
+    unknown = error_of(spec_with(**{"rollout.analysis.metrics": [
+        {"name": "e", "max": 0.1, "provider": {"golden-set": {}}}]}))
+
+    for error in (both, unknown):
+        assert error.field == "spec.rollout.analysis.metrics[0].provider"
+        assert "must set exactly one of torchserve or prometheus" in str(error)
+
+
+def test_each_parser_table_entry_parses_the_provider_spec_of_its_kind() -> None:
+    minimal = {"torchserve": {}, "prometheus": {"address": "http://prometheus:9090", "query": "up"}}
+    assert set(PROVIDER_PARSERS) == set(minimal)
+    for kind, fields in minimal.items():
+        spec = parse_spec(spec_with(**{"rollout.analysis.metrics": [
+            {"name": "m", "max": 0.5, "provider": {kind: fields}}]}))
+        assert spec.rollout.analysis.metrics[0].provider.kind == kind
+
+
+def test_a_torchserve_metric_references_no_secret() -> None:
+    body = {"metadata": {"name": "iris", "namespace": "team"},
+            "spec": spec_with(**{"rollout.analysis.metrics": [
+                {"name": "e", "max": 0.1, "provider": {"torchserve": {}}},
+                prometheus_metric(secretRef={"name": "prom"})]})}
+
+    assert parse(body).referenced_secrets() == (
+        ("spec.rollout.analysis.metrics[1].provider.prometheus.secretRef.name", "prom"),)
+
+
+@pytest.mark.parametrize("routing", list(TrafficRouting))
+def test_traffic_routing_selects_the_router_it_names(routing: TrafficRouting) -> None:
+    named = parse_spec(spec_with(**{"rollout.trafficRouting": {routing.value: {}}}))
+
+    assert named.rollout.traffic_router is routing
+    assert parse_spec(MINIMAL).rollout.traffic_router is TrafficRouting.REPLICAS
+
+
+def test_traffic_routing_that_names_no_known_router_is_refused_naming_the_supported_ones() -> None:
+    error = error_of(spec_with(**{"rollout.trafficRouting": {"gatewayAPI": {"httpRoute": "iris"}}}))
+
+    assert error.field == "spec.rollout.trafficRouting"
+    assert error.value == {"gatewayAPI": {"httpRoute": "iris"}}
+    assert "must name one router; supported: replicas" in str(error)
 
 
 def test_a_query_may_name_only_the_known_placeholders() -> None:

@@ -12,10 +12,10 @@ import dataclasses
 import enum
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from modeldeploy.api.names import (
     DNS1035_LABEL,
@@ -306,11 +306,33 @@ class TorchServeMetric(enum.StrEnum):
     MEAN_LATENCY_MS = "mean-latency-ms"
 
 
+class ProviderSpec(Protocol):
+    """What every metric provider's spec tells, whatever its kind.
+
+    `kind` is its key under a metric's `provider` in the CRD (`torchserve`, `prometheus`): the parser
+    table `PROVIDER_PARSERS` and the operator's provider registry (modeldeploy.metrics) are keyed by it.
+    """
+
+    @property
+    def kind(self) -> str:
+        """The CRD key under `provider`."""
+        ...
+
+    def secret_refs(self) -> tuple[tuple[str, str], ...]:
+        """(field below `provider.<kind>`, Secret name) of every Secret this provider reads."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class TorchServeProvider:
     """A metric computed from the canary pods' TorchServe counters."""
 
+    kind: ClassVar[str] = "torchserve"
     metric: TorchServeMetric = TorchServeMetric.ERROR_RATE
+
+    def secret_refs(self) -> tuple[tuple[str, str], ...]:
+        """No Secret: the pods' metrics port needs no credentials."""
+        return ()
 
 
 PROMETHEUS_PLACEHOLDERS = ("namespace", "name", "revision", "role", "interval")
@@ -328,10 +350,15 @@ class PrometheusProvider:
     signs the server's certificate).
     """
 
+    kind: ClassVar[str] = "prometheus"
     address: str
     query: str
     timeout: timedelta = timedelta(seconds=10)
     secret_name: str | None = None
+
+    def secret_refs(self) -> tuple[tuple[str, str], ...]:
+        """The client's credentials, when it names a Secret."""
+        return () if self.secret_name is None else (("secretRef.name", self.secret_name),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,7 +366,7 @@ class Metric:
     """A metric and its inclusive bounds (at least one)."""
 
     name: str
-    provider: TorchServeProvider | PrometheusProvider
+    provider: ProviderSpec
     min: float | None = None
     max: float | None = None
 
@@ -360,8 +387,8 @@ class Analysis:
     """The user's explicit choice to let an empty `metrics` promote on pauses (and `promote`) alone."""
 
 
-class TrafficRouter(enum.StrEnum):
-    """How traffic is split between stable and canary."""
+class TrafficRouting(enum.StrEnum):
+    """How traffic is split between stable and canary: the key set under spec.rollout.trafficRouting."""
 
     REPLICAS = "replicas"
 
@@ -373,7 +400,7 @@ class Rollout:
     steps: tuple[RolloutStep, ...] = (RolloutStep(weight=100),)
     analysis: Analysis = Analysis()
     progress_deadline_seconds: int = 600
-    traffic_router: TrafficRouter = TrafficRouter.REPLICAS
+    traffic_router: TrafficRouting = TrafficRouting.REPLICAS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,9 +443,8 @@ class ModelDeployment:
         if isinstance(store, S3Store):
             found.append(("spec.archive.store.s3.secretRef.name", store.secret_name))
         for i, metric in enumerate(self.spec.rollout.analysis.metrics):
-            if isinstance(metric.provider, PrometheusProvider) and metric.provider.secret_name is not None:
-                found.append((f"spec.rollout.analysis.metrics[{i}].provider.prometheus.secretRef.name",
-                              metric.provider.secret_name))
+            found.extend((f"spec.rollout.analysis.metrics[{i}].provider.{metric.provider.kind}.{field}", name)
+                         for field, name in metric.provider.secret_refs())
         return tuple(found)
 
 
@@ -729,40 +755,55 @@ def _steps(reader: _Reader) -> tuple[RolloutStep, ...]:
     return steps
 
 
+def _torchserve_provider(reader: _Reader) -> TorchServeProvider:
+    metric_text = reader.string("metric", TorchServeMetric.ERROR_RATE.value, max_length=32)
+    try:
+        return TorchServeProvider(metric=TorchServeMetric(metric_text))
+    except ValueError:
+        allowed = ", ".join(m.value for m in TorchServeMetric)
+        raise SpecError(reader.at("metric"), metric_text, f"must be one of {allowed}") from None
+
+
+def _prometheus_provider(reader: _Reader) -> PrometheusProvider:
+    address = reader.string("address", max_length=512)
+    if not _HTTP_URL.match(address):
+        raise SpecError(reader.at("address"), address, "must be an http:// or https:// URL")
+    query = reader.string("query", max_length=4096)
+    if not query.strip():
+        raise SpecError(reader.at("query"), query, "must not be empty")
+    for placeholder in _PLACEHOLDER.findall(query):
+        if placeholder not in PROMETHEUS_PLACEHOLDERS:
+            allowed = ", ".join("{{" + p + "}}" for p in PROMETHEUS_PLACEHOLDERS)
+            raise SpecError(reader.at("query"), "{{" + placeholder + "}}", f"is not one of {allowed}")
+    timeout_text = reader.string("timeout", "10s", max_length=32)
+    timeout = parse_go_duration(timeout_text, reader.at("timeout"))
+    if not timedelta(seconds=1) <= timeout <= timedelta(minutes=5):
+        raise SpecError(reader.at("timeout"), timeout_text, "must be between 1s and 5m")
+    return PrometheusProvider(address=address, query=query, timeout=timeout,
+                              secret_name=_secret_name(reader, "secretRef") if reader.has("secretRef") else None)
+
+
+PROVIDER_PARSERS: Mapping[str, Callable[[_Reader], ProviderSpec]] = {
+    TorchServeProvider.kind: _torchserve_provider,
+    PrometheusProvider.kind: _prometheus_provider,
+}
+"""The metric providers a spec may name: the CRD key under `provider` -> the parser of what is below it.
+A new provider kind is one entry here (and its CRD schema, and its module in modeldeploy.metrics)."""
+
+
+def _one_of(keys: Sequence[str]) -> str:
+    """The keys as a choice in words: `a or b`, `a, b or c`."""
+    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} or {keys[-1]}"
+
+
 def _metric(reader: _Reader) -> Metric:
     name = _matching(reader, "name", DNS1123_LABEL, "must be a DNS-1123 label", max_length=63)
     provider_reader = reader.child("provider")
-    provider: TorchServeProvider | PrometheusProvider
-    if provider_reader.has("torchserve") == provider_reader.has("prometheus"):
+    named = [kind for kind in PROVIDER_PARSERS if provider_reader.has(kind)]
+    if len(named) != 1:
         raise SpecError(provider_reader.path, dict(provider_reader.data),
-                        "must set exactly one of torchserve or prometheus")
-    if provider_reader.has("torchserve"):
-        torchserve = provider_reader.child("torchserve")
-        metric_text = torchserve.string("metric", TorchServeMetric.ERROR_RATE.value, max_length=32)
-        try:
-            provider = TorchServeProvider(metric=TorchServeMetric(metric_text))
-        except ValueError:
-            allowed = ", ".join(m.value for m in TorchServeMetric)
-            raise SpecError(torchserve.at("metric"), metric_text, f"must be one of {allowed}") from None
-    else:
-        prometheus = provider_reader.child("prometheus")
-        address = prometheus.string("address", max_length=512)
-        if not _HTTP_URL.match(address):
-            raise SpecError(prometheus.at("address"), address, "must be an http:// or https:// URL")
-        query = prometheus.string("query", max_length=4096)
-        if not query.strip():
-            raise SpecError(prometheus.at("query"), query, "must not be empty")
-        for placeholder in _PLACEHOLDER.findall(query):
-            if placeholder not in PROMETHEUS_PLACEHOLDERS:
-                allowed = ", ".join("{{" + p + "}}" for p in PROMETHEUS_PLACEHOLDERS)
-                raise SpecError(prometheus.at("query"), "{{" + placeholder + "}}", f"is not one of {allowed}")
-        timeout_text = prometheus.string("timeout", "10s", max_length=32)
-        timeout = parse_go_duration(timeout_text, prometheus.at("timeout"))
-        if not timedelta(seconds=1) <= timeout <= timedelta(minutes=5):
-            raise SpecError(prometheus.at("timeout"), timeout_text, "must be between 1s and 5m")
-        provider = PrometheusProvider(
-            address=address, query=query, timeout=timeout,
-            secret_name=_secret_name(prometheus, "secretRef") if prometheus.has("secretRef") else None)
+                        f"must set exactly one of {_one_of(list(PROVIDER_PARSERS))}")
+    provider = PROVIDER_PARSERS[named[0]](provider_reader.child(named[0]))
     metric = Metric(name=name, provider=provider, min=reader.number("min"), max=reader.number("max"))
     if metric.min is None and metric.max is None:
         raise SpecError(reader.path, name, "needs a bound: set min, max or both")
@@ -801,15 +842,24 @@ def _analysis(reader: _Reader) -> Analysis:
     )
 
 
-def _rollout(reader: _Reader) -> Rollout:
+def _traffic_routing(reader: _Reader) -> TrafficRouting:
+    """The one router `trafficRouting` names by its key; absent: the CRD's default, replicas."""
+    if not reader.has("trafficRouting"):
+        return Rollout.traffic_router
     routing = reader.child("trafficRouting")
-    if reader.has("trafficRouting") and not routing.has("replicas"):
-        raise SpecError(routing.path, dict(routing.data), "must name one router; supported: replicas")
+    named = [kind for kind in TrafficRouting if routing.has(kind.value)]
+    if len(named) != 1:
+        supported = ", ".join(kind.value for kind in TrafficRouting)
+        raise SpecError(routing.path, dict(routing.data), f"must name one router; supported: {supported}")
+    return named[0]
+
+
+def _rollout(reader: _Reader) -> Rollout:
     return Rollout(
         steps=_steps(reader),
         analysis=_analysis(reader.child("analysis")),
         progress_deadline_seconds=reader.integer("progressDeadlineSeconds", 600, minimum=30, maximum=86400),
-        traffic_router=TrafficRouter.REPLICAS,
+        traffic_router=_traffic_routing(reader),
     )
 
 

@@ -1,4 +1,5 @@
-"""Operator lifecycle: kopf settings, API clients kept in memo, login, and the liveness probe.
+"""Operator lifecycle: kopf settings, the clients kept in memo (the API, the metric providers), login,
+and the liveness probe.
 
 Where kopf keeps its own state matters for the promise that a settled object is never written:
 - the diff base (the last handled spec) is an annotation `modeldeploy.dev/last-handled-configuration`,
@@ -21,7 +22,17 @@ import kopf
 
 from modeldeploy.api.labels import ANNOTATION_PREFIX, FINALIZER, LAST_HANDLED_CONFIGURATION
 from modeldeploy.k8s import KubeApi
+from modeldeploy.metrics import OperatorAccess, Providers, build_providers
 from modeldeploy.settings import REPORTING_COMPONENT, OperatorConfig
+
+PROVIDERS = "providers"
+"""The memo attribute holding the operator's `Providers`."""
+
+
+def providers_of(memo: kopf.Memo) -> Providers:
+    """The operator's metric providers, built by the startup handler (none before it ran)."""
+    providers = memo.get(PROVIDERS)
+    return providers if isinstance(providers, Providers) else Providers()
 
 
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
@@ -57,13 +68,21 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings, config)
         # Reading the kubeconfig or the service account token touches files: off the event loop.
-        memo["api"] = await asyncio.to_thread(KubeApi.connect, timeout_seconds=config.api_timeout_seconds)
+        api = await asyncio.to_thread(KubeApi.connect, timeout_seconds=config.api_timeout_seconds)
+        memo["api"] = api
+        # One provider per kind for the operator's lifetime: the TorchServe scraper keeps the per-pod
+        # baselines the canary's windows start from; the Prometheus client keeps one HTTP session and
+        # reads a metric's Secret at each query.
+        memo[PROVIDERS] = build_providers(OperatorAccess(read_secret=api.secrets.read))
 
     @kopf.on.cleanup(registry=registry)
     async def close_clients(memo: kopf.Memo, **_: Any) -> None:
-        api = memo.get("api")
-        if isinstance(api, KubeApi):
-            api.close()
+        try:
+            await providers_of(memo).close()
+        finally:
+            api = memo.get("api")
+            if isinstance(api, KubeApi):
+                api.close()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -23,10 +23,9 @@ import kopf
 from modeldeploy import GROUP, PLURAL, VERSION, observability
 from modeldeploy.api.conditions import ConditionType, Phase
 from modeldeploy.api.labels import MANAGED, owner_name
+from modeldeploy.handlers.lifecycle import providers_of
 from modeldeploy.handlers.schedule import Schedule
 from modeldeploy.k8s import KubeApi
-from modeldeploy.metrics.prometheus import PrometheusMetrics
-from modeldeploy.metrics.torchserve import TorchServeMetrics
 from modeldeploy.reconcile import KubeApiError, Report, reconcile_and_report
 from modeldeploy.settings import OperatorConfig, OperatorIdentity
 
@@ -74,8 +73,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
         snapshot = copy.deepcopy(dict(body))
         started = time.monotonic()
         try:
-            report: Report = await reconcile_and_report(snapshot, api, operator, torchserve=memo.get("torchserve"),
-                                                        prometheus=memo.get("prometheus"))
+            report: Report = await reconcile_and_report(snapshot, api, operator, providers=providers_of(memo))
         except KubeApiError as error:
             METRICS.record_reconcile(*key, seconds=time.monotonic() - started, result="error",
                                      error=type(error).__name__)
@@ -121,21 +119,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(registry=registry)
     async def coordination(memo: kopf.Memo, **_: Any) -> None:
         memo["coordination"] = Coordination(config.resync_seconds)
-        # One scraper for the operator: it keeps the per-pod baselines the canary's windows start from.
-        memo["torchserve"] = TorchServeMetrics()
-
-        async def read_secret(namespace: str, name: str) -> Mapping[str, bytes]:
-            api: KubeApi = memo["api"]  # connected by the lifecycle's startup handler
-            return await api.secrets.read(namespace, name)
-
-        # One Prometheus client for the operator: one HTTP session; a metric's Secret is read at each query.
-        memo["prometheus"] = PrometheusMetrics(read_secret=read_secret)
-
-    @kopf.on.cleanup(registry=registry)
-    async def close_scraper(memo: kopf.Memo, **_: Any) -> None:
-        for client in (memo.get("torchserve"), memo.get("prometheus")):
-            if isinstance(client, TorchServeMetrics | PrometheusMetrics):
-                await client.close()
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)

@@ -1,21 +1,28 @@
 """Metric providers: where the canary's measurements come from.
 
 A `MetricProvider` measures one metric of one ModelDeployment over a window and answers a
-`modeldeploy.canary.Measurement`; `provider_for` picks the module by the metric's provider kind
-(`torchserve`: the pods' own counters; `prometheus`: a PromQL query).
+`modeldeploy.canary.Measurement`; the operator builds one per kind (`build_providers`) and
+`Providers.for_metric` picks the one of a metric's provider kind (`torchserve`: the pods' own
+counters; `prometheus`: a PromQL query).
 """
 
-from modeldeploy.metrics.base import MetricProvider, Pod, ProviderError, Role, Target
-from modeldeploy.metrics.factory import provider_for, provider_kind
+from modeldeploy.metrics.base import MetricProvider, Pod, ProviderError, ReadSecret, Role, Target
 from modeldeploy.metrics.prometheus import PrometheusMetrics
+from modeldeploy.metrics.registry import BUILDERS, OperatorAccess, Providers, UnknownProviderKind, build_providers
+from modeldeploy.metrics.torchserve import TorchServeMetrics
 
 __all__ = [
+    "BUILDERS",
     "MetricProvider",
+    "OperatorAccess",
     "Pod",
     "PrometheusMetrics",
     "ProviderError",
+    "Providers",
+    "ReadSecret",
     "Role",
     "Target",
-    "provider_for",
-    "provider_kind",
+    "TorchServeMetrics",
+    "UnknownProviderKind",
+    "build_providers",
 ]

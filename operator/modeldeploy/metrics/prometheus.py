@@ -21,19 +21,16 @@ import base64
 import hashlib
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
 from modeldeploy.api.spec import Metric, PrometheusProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics.base import ProviderError, Role, Target
-
-ReadSecret = Callable[[str, str], Awaitable[Mapping[str, bytes]]]
-"""(namespace, name) -> the Secret's data, decoded; raises ProviderError naming why it cannot be read."""
+from modeldeploy.metrics.base import ProviderError, ReadSecret, Role, Target
 
 
 def promql_duration(span: timedelta) -> str:
@@ -105,6 +102,8 @@ def _number(point: object) -> float:
 
 class PrometheusMetrics:
     """The prometheus provider: one per operator (one HTTP session; nothing kept between windows)."""
+
+    kind: ClassVar[str] = PrometheusProvider.kind
 
     def __init__(self, read_secret: ReadSecret | None = None) -> None:
         self._read_secret = read_secret

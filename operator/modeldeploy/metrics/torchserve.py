@@ -21,6 +21,7 @@ import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -117,6 +118,8 @@ class TorchServeMetrics:
 
     `fetch` reads a pod's metrics page (default: HTTP GET with a timeout through aiohttp).
     """
+
+    kind: ClassVar[str] = TorchServeProvider.kind
 
     def __init__(self, fetch: Fetch | None = None, timeout: timedelta = SCRAPE_TIMEOUT) -> None:
         self._fetch = fetch or self._http_fetch

@@ -20,8 +20,7 @@ from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict, format
 from modeldeploy.api.revision import build_key_of, revision_of
 from modeldeploy.api.spec import SpecError, parse
 from modeldeploy.api.status import Status, desired_status, status_patch, transition_events
-from modeldeploy.metrics.base import MetricProvider
-from modeldeploy.metrics.torchserve import TorchServeMetrics
+from modeldeploy.metrics.registry import Providers
 from modeldeploy.reconcile.archive import ensure_archive
 from modeldeploy.reconcile.context import Cluster, ReconcileContext, Step
 from modeldeploy.reconcile.errors import ConflictError, NotFoundError
@@ -60,8 +59,7 @@ class Outcome:
 
 
 async def reconcile(body: Mapping[str, Any], cluster: Cluster, operator: OperatorIdentity, now: datetime,
-                    steps: Sequence[Step] = STEPS, torchserve: TorchServeMetrics | None = None,
-                    prometheus: MetricProvider | None = None) -> Outcome:
+                    steps: Sequence[Step] = STEPS, providers: Providers | None = None) -> Outcome:
     """Run the chain on one object until a step stops it."""
     generation = int((body.get("metadata") or {}).get("generation") or 0)
     current = Status.parse(body.get("status"))
@@ -80,8 +78,7 @@ async def reconcile(body: Mapping[str, Any], cluster: Cluster, operator: Operato
         now=now,
         annotations=dict((body.get("metadata") or {}).get("annotations") or {}),
         spec_body=dict(body.get("spec") or {}),
-        torchserve=torchserve,
-        prometheus=prometheus,
+        providers=Providers() if providers is None else providers,
     )
     for step in steps:
         verdict = await step(ctx)
@@ -104,8 +101,7 @@ class Report:
 async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, operator: OperatorIdentity,
                                steps: Sequence[Step] = STEPS,
                                now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                               torchserve: TorchServeMetrics | None = None,
-                               prometheus: MetricProvider | None = None) -> Report:
+                               providers: Providers | None = None) -> Report:
     """Reconcile the object as stored now and write the status if, and only if, it differs from the stored one.
 
     `body` (the watch's copy) names the object and may be behind the stored one: a watch delivers
@@ -121,20 +117,19 @@ async def reconcile_and_report(body: Mapping[str, Any], cluster: Cluster, operat
         given = int(metadata.get("generation") or 0)
         if given != int((current_body.get("metadata") or {}).get("generation") or 0):
             behind = given
-    report = await _decide_and_write(current_body, cluster, operator, steps, now, torchserve, prometheus)
+    report = await _decide_and_write(current_body, cluster, operator, steps, now, providers)
     return dataclasses.replace(report, behind_generation=behind)
 
 
 async def _decide_and_write(body: Mapping[str, Any] | None, cluster: Cluster, operator: OperatorIdentity,
-                            steps: Sequence[Step], now: Callable[[], datetime], torchserve: TorchServeMetrics | None,
-                            prometheus: MetricProvider | None) -> Report:
+                            steps: Sequence[Step], now: Callable[[], datetime], providers: Providers | None) -> Report:
     current_body = body
     for _ in range(MAX_CONFLICT_RETRIES):
         if current_body is None:
             return Report(None, False, ())
         metadata = current_body.get("metadata") or {}
         moment = now()
-        outcome = await reconcile(current_body, cluster, operator, moment, steps, torchserve, prometheus)
+        outcome = await reconcile(current_body, cluster, operator, moment, steps, providers)
         current_status = current_body.get("status") or {}
         desired = desired_status(outcome.status, outcome.verdict, generation=outcome.generation, now=moment)
         patch = status_patch(current_status, desired.render())

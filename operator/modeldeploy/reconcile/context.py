@@ -17,8 +17,7 @@ from modeldeploy.api.conditions import EventNote, Verdict
 from modeldeploy.api.revision import Digest
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.api.status import Status
-from modeldeploy.metrics.base import MetricProvider
-from modeldeploy.metrics.torchserve import TorchServeMetrics
+from modeldeploy.metrics.registry import Providers
 from modeldeploy.settings import OperatorIdentity
 
 
@@ -99,10 +98,9 @@ class ReconcileContext:
     """The object's annotations (a manual rollout request lives there)."""
     spec_body: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The spec as the user wrote it (kept in status as the stable revision's template)."""
-    torchserve: TorchServeMetrics | None = None
-    """The operator's long-lived TorchServe scraper (it keeps per-pod baselines); None: no measurement."""
-    prometheus: MetricProvider | None = None
-    """The operator's Prometheus client (one HTTP session, Secrets read at each query); None: no measurement."""
+    providers: Providers = dataclasses.field(default_factory=Providers)
+    """The operator's metric providers, kept for its lifetime (the TorchServe scraper keeps per-pod
+    baselines); a metric of a kind it has none of is measured as an Error naming the kind."""
 
     @property
     def children(self) -> Children:

@@ -46,7 +46,7 @@ from modeldeploy.canary import (
     due_metrics,
     read_request,
 )
-from modeldeploy.metrics import Pod, Target, provider_for, provider_kind
+from modeldeploy.metrics import Pod, Target, UnknownProviderKind
 from modeldeploy.metrics import Role as PodRole
 from modeldeploy.reconcile.context import ReconcileContext
 from modeldeploy.reconcile.pods import waiting_problem
@@ -126,10 +126,11 @@ async def _measure(ctx: ReconcileContext, policy: Policy, state: RolloutState,
     measured: list[Measurement] = []
     for item in due:
         metric = metrics[item.metric]
-        provider = provider_for(metric, ctx.torchserve, ctx.prometheus)
-        if provider is None:
+        try:
+            provider = ctx.providers.for_metric(metric)
+        except UnknownProviderKind as missing:
             measured.append(Measurement(metric=metric.name, at=ctx.now, window_start=item.window_start,
-                                        error=f"no {provider_kind(metric)} metric provider in this operator"))
+                                        error=str(missing)))
             continue
         measured.append(await provider.measure(metric, target, item.window_start, ctx.now))
     return tuple(measured)

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modeldeploy.api.spec import Metric, PrometheusProvider, TorchServeMetric, TorchServeProvider
+from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics import Pod, PrometheusMetrics, ProviderError, Role, Target, provider_for
+from modeldeploy.metrics import Pod, ProviderError, Role, Target
 from modeldeploy.metrics.torchserve import PodCounters, TorchServeMetrics, parse_counters
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
@@ -152,9 +152,3 @@ def test_a_canary_pod_that_cannot_be_scraped_makes_the_measurement_an_error(fail
     pages.by_ip[CANARY_A.ip] = "garbage {"
     assert measure(provider, ERROR_RATE, T0, T0 + timedelta(seconds=10)).error is not None
 
-
-def test_each_metric_is_measured_by_the_provider_of_its_kind() -> None:
-    metric = Metric("p99", PrometheusProvider("http://prometheus:9090", "histogram_quantile(...)"), max=250)
-    torchserve, prometheus = TorchServeMetrics(), PrometheusMetrics()
-    assert provider_for(metric, torchserve, prometheus) is prometheus
-    assert provider_for(ERROR_RATE, torchserve, prometheus) is torchserve
