@@ -82,7 +82,7 @@ class Operator:
 
     def settled_count(self, name: str) -> int:
         """How many reconciles of `name` found nothing to write so far."""
-        return self.log().count(f"{self.namespace}/{name} is settled")
+        return self.log().count(f"{self.namespace}/{name}: nothing to write")
 
 
 @pytest.fixture(scope="module")

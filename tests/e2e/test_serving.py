@@ -240,8 +240,8 @@ def test_a_settled_deployment_makes_no_writes_and_deleting_it_removes_every_chil
 
     wait_for(unchanged_since_last_look, timeout=60, interval=RESYNC_SECONDS, message="the objects to settle")
     before = seen[-1]
-    settled_log = operator.log_path.read_text().count(f"{namespace}/iris is settled")
-    wait_for(lambda: operator.log_path.read_text().count(f"{namespace}/iris is settled") >= settled_log + 2,
+    settled_log = operator.log_path.read_text().count(f"{namespace}/iris: nothing to write")
+    wait_for(lambda: operator.log_path.read_text().count(f"{namespace}/iris: nothing to write") >= settled_log + 2,
              timeout=20 * RESYNC_SECONDS, interval=0.5, message="two resyncs")
     assert versions() == before
 

@@ -96,6 +96,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
                              events=report.outcome.notes if report.written else ())
     coordination.schedule(key).look_again(verdict.requeue_after)
     if not report.written:
+        log.debug("%s/%s: nothing to write (phase %s).", key[0], key[1], verdict.phase)
         if verdict.phase in MOVING_PHASES:
             # A rollout in progress that this reconcile did not move: say what it waits for, so a stall shows.
             ready = verdict.condition(ConditionType.READY)
@@ -103,8 +104,6 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo, operator: OperatorIdentit
                         ready.message if ready is not None else "?",
                         f"{verdict.requeue_after:g} s" if verdict.requeue_after is not None
                         else "a change of the object or its children")
-        else:
-            log.debug("%s/%s is settled (phase %s): nothing to write.", key[0], key[1], verdict.phase)
         return
     logger.info("Status written: phase %s (generation %s).", verdict.phase, report.outcome.generation)
     for event in report.events:
