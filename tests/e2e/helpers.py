@@ -87,10 +87,21 @@ def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def wait_phase(cluster: LocalCluster, namespace: str, phase: str, name: str = "iris",
                timeout: float = 180) -> dict[str, Any]:
-    body = wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") == phase else None)(
-        mdep(cluster, namespace, name)), timeout=timeout, interval=0.5, message=f"phase {phase}")
+    try:
+        body = wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") == phase else None)(
+            mdep(cluster, namespace, name)), timeout=timeout, interval=0.5, message=f"phase {phase}")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}\n{where_it_stands(cluster, namespace, name)}") from None
     assert isinstance(body, dict)
     return body
+
+
+def where_it_stands(cluster: LocalCluster, namespace: str, name: str = "iris") -> str:
+    """The object's status, its children and its latest Events: what a wait that timed out shows."""
+    status = json.dumps(mdep(cluster, namespace, name).get("status"), indent=1, default=str)
+    children = cluster.kubectl("get", "deployments,pods", "-n", namespace, "-o", "wide", check=False).stdout
+    listed = cluster.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
+    return f"status: {status}\n{children}\nevents (latest last):\n{chr(10).join(listed.splitlines()[-25:])}"
 
 
 def predict(address: str, rows: list[list[float]], timeout: float = 10) -> tuple[int, Any]:

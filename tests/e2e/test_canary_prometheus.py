@@ -156,7 +156,7 @@ def test_prometheus_stopped_mid_analysis_is_errors_then_a_metrics_unavailable_ro
         cluster.kubectl("scale", "deployment", "prometheus", "-n", "monitoring", "--replicas=0")
         errored = wait_status(cluster, namespace, lambda s: counters(s).get("consecutiveErrors", 0) >= 1,
                               "a provider error", timeout=60)
-        body = wait_phase(cluster, namespace, "RolledBack", timeout=90)
+        body = wait_phase(cluster, namespace, "RolledBack", timeout=180)
         rolled_back = time.monotonic()
     print(f"Prometheus stopped -> rolled back: {rolled_back - stopped:.1f} s; requests {load.codes()}")
     last = counters(errored["status"])["measurements"][-1]
