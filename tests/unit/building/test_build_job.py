@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -11,8 +10,8 @@ import yaml
 from modeldeploy.api.spec import PvcStore, S3Store, parse
 from modeldeploy.building import archive_status, build_job, job_name, job_outcome, store_uri
 from modeldeploy.settings import OperatorIdentity
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 OPERATOR = OperatorIdentity(image="registry.example/modeldeploy-operator:0.1.0")
 
 
