@@ -27,10 +27,11 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import Metric, PrometheusProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics.base import ProviderError, ReadSecret, Role, Target
+from modeldeploy.metrics.base import ProviderError, ReadSecret, Target
 
 
 def promql_duration(span: timedelta) -> str:
@@ -192,7 +193,7 @@ class PrometheusMetrics:
             "namespace": target.namespace,
             "name": target.name,
             "revision": target.canary_revision or "",
-            "role": Role.CANARY.value,
+            "role": Role.CANARY,
             "interval": promql_duration(now - window_start),
         })
         try:

@@ -28,7 +28,7 @@ _REVISION = re.compile(rf"^[0-9a-f]{{{REVISION_NAME_LENGTH}}}$")
 # Paths end up in config.properties, a Java regex and shell scripts: keep them free of anything to escape.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/_.\-]*$")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_LONGEST_SUFFIX = "-canary"
+_LONGEST_SUFFIX = "-" + max(ROLES, key=len)
 
 
 def _fail(field_name: str, value: object, bound: str) -> ValueError:
