@@ -14,6 +14,7 @@ import os
 import shlex
 from collections.abc import Mapping
 
+from modeldeploy import __version__
 from modeldeploy.api.names import DNS1123_SUBDOMAIN
 
 REPORTING_COMPONENT = "modeldeploy-operator"
@@ -25,7 +26,9 @@ OPERATOR_IMAGE_ENV = "MODELDEPLOY_OPERATOR_IMAGE"
 OPERATOR_COMMAND_ENV = "MODELDEPLOY_OPERATOR_COMMAND"
 IMAGE_PULL_SECRETS_ENV = "MODELDEPLOY_IMAGE_PULL_SECRETS"
 OPERATOR_NAMESPACE_ENV = "POD_NAMESPACE"
-DEFAULT_OPERATOR_IMAGE = "modeldeploy-operator:0.1.0"
+OPERATOR_REPOSITORY = "modeldeploy-operator"
+DEFAULT_OPERATOR_IMAGE = f"{OPERATOR_REPOSITORY}:{__version__}"
+"""The operator image as the chart and manifests/ name it by default (tests/unit/test_default_images.py)."""
 DEFAULT_OPERATOR_NAMESPACE = "modeldeploy-system"
 
 

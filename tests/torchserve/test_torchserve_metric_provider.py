@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from test_archive_serving import iris_request, iris_rows, serving_directory
 
+from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.archives import build_archive
 from modeldeploy.canary.state import Verdict
 from modeldeploy.canary.verdicts import Bounds, judge
-from modeldeploy.metrics import Pod, Role, Target
+from modeldeploy.metrics import Pod, Target
 from modeldeploy.metrics.torchserve import TorchServeMetrics
 
 pytestmark = pytest.mark.torchserve

@@ -58,12 +58,12 @@ def revision_labels(name: str, revision: str) -> dict[str, str]:
 
 def role_labels(name: str, role: Role) -> dict[str, str]:
     """Labels of the per-role Service `NAME-ROLE`."""
-    return {**common_labels(name), LABEL_ROLE: role}
+    return {**common_labels(name), LABEL_ROLE: str(role)}
 
 
 def workload_labels(name: str, revision: str, role: Role) -> dict[str, str]:
     """Labels of objects and pods that serve one revision in one role."""
-    return {**revision_labels(name, revision), LABEL_ROLE: role}
+    return {**revision_labels(name, revision), LABEL_ROLE: str(role)}
 
 
 def build_labels(name: str, build_key: str) -> dict[str, str]:
@@ -84,7 +84,7 @@ def deployment_selector(name: str) -> dict[str, str]:
 
 def role_selector(name: str, role: Role) -> dict[str, str]:
     """The immutable selector of one role's pods (no revision: a Deployment keeps it across revisions)."""
-    return {LABEL_DEPLOYMENT: name, LABEL_ROLE: role}
+    return {LABEL_DEPLOYMENT: name, LABEL_ROLE: str(role)}
 
 
 def selector_text(labels: Mapping[str, str]) -> str:

@@ -26,9 +26,10 @@ whose inputs digest (status.archive.inputsDigest) covers the bytes.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any
 
 from modeldeploy.api.spec import (
     Archive,
@@ -44,8 +45,16 @@ BUILD_KEY_SCHEMA = "modeldeploy.dev/build-key/v1"
 REVISION_NAME_LENGTH = 10
 BUILD_KEY_NAME_LENGTH = 12
 
-Role = Literal["stable", "canary"]
-ROLES: tuple[Role, ...] = ("stable", "canary")
+
+
+class Role(enum.StrEnum):
+    """Where a revision is served: the `modeldeploy.dev/role` label value and the Deployment NAME-ROLE."""
+
+    STABLE = "stable"
+    CANARY = "canary"
+
+
+ROLES: tuple[Role, ...] = tuple(Role)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,15 @@ The Job runs the operator's own image and command (`modeldeploy archive build`, 
 """
 
 from modeldeploy.building.job import build_args, build_job, job_name
-from modeldeploy.building.outcome import JobOutcome, archive_status, job_outcome, store_uri
+from modeldeploy.building.outcome import JobOutcome, JobState, archive_status, job_outcome, store_uri
 
-__all__ = ["JobOutcome", "archive_status", "build_args", "build_job", "job_name", "job_outcome", "store_uri"]
+__all__ = [
+    "JobOutcome",
+    "JobState",
+    "archive_status",
+    "build_args",
+    "build_job",
+    "job_name",
+    "job_outcome",
+    "store_uri",
+]

@@ -7,6 +7,7 @@ reads from the finished pod.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,11 +17,19 @@ from modeldeploy.api.status import ArchiveStatus, seconds_or_none
 from modeldeploy.building.job import STORE_MOUNT
 
 
+class JobState(enum.StrEnum):
+    """Where a build Job is: still running, built, or failed."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 @dataclasses.dataclass(frozen=True)
 class JobOutcome:
     """What a build Job says: still running, built (with its result), or failed (with why)."""
 
-    state: str  # "running" | "succeeded" | "failed"
+    state: JobState
     result: Mapping[str, Any] | None = None
     reason: str = ""
     message: str = ""
@@ -61,17 +70,17 @@ def job_outcome(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Jo
         document = None
     if _condition(job, "Complete") is not None:
         if document is None or "sha256" not in document:
-            return JobOutcome("failed", reason="BuildResultMissing",
+            return JobOutcome(JobState.FAILED, reason="BuildResultMissing",
                               message=f"the build finished without a result: {_tail(message) or 'no message'}")
-        return JobOutcome("succeeded", result=document)
+        return JobOutcome(JobState.SUCCEEDED, result=document)
     failed = _condition(job, "Failed")
     if failed is not None:
         if document is not None and "message" in document:
-            return JobOutcome("failed", reason=str(document.get("reason") or "BuildFailed"),
+            return JobOutcome(JobState.FAILED, reason=str(document.get("reason") or "BuildFailed"),
                               message=str(document["message"]))
         detail = _tail(message) or str(failed.get("message") or "")
-        return JobOutcome("failed", reason=str(failed.get("reason") or "BuildFailed"), message=detail)
-    return JobOutcome("running")
+        return JobOutcome(JobState.FAILED, reason=str(failed.get("reason") or "BuildFailed"), message=detail)
+    return JobOutcome(JobState.RUNNING)
 
 
 def store_uri(uri: str, store: PvcStore | S3Store) -> str:

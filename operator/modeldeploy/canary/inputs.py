@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
-from modeldeploy.api.spec import ModelDeploymentSpec, RolloutStep
+from modeldeploy.api.spec import Analysis, ModelDeploymentSpec, Rollout, RolloutStep
 from modeldeploy.canary.requests import ManualRequest, RejectedRequest
 from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample
 from modeldeploy.canary.weights import current_step
+
+_ANALYSIS = Analysis()
+_ROLLOUT = Rollout()
+"""The spec's defaults, which a policy built without a spec (in tests, say) has too."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,12 +35,12 @@ class Policy:
     revision: str
     replicas: int
     steps: tuple[RolloutStep, ...]
-    interval: timedelta = timedelta(seconds=30)
-    failure_limit: int = 1
-    consecutive_error_limit: int = 4
-    min_requests: int = 20
+    interval: timedelta = _ANALYSIS.interval
+    failure_limit: int = _ANALYSIS.failure_limit
+    consecutive_error_limit: int = _ANALYSIS.consecutive_error_limit
+    min_requests: int = _ANALYSIS.min_requests
     metrics: tuple[MetricPolicy, ...] = ()
-    progress_deadline: timedelta = timedelta(seconds=600)
+    progress_deadline: timedelta = timedelta(seconds=_ROLLOUT.progress_deadline_seconds)
     router: TrafficRouter = dataclasses.field(kw_only=True)
 
     @classmethod

@@ -6,7 +6,7 @@ A `MetricProvider` measures one metric of one ModelDeployment over a window and 
 counters; `prometheus`: a PromQL query).
 """
 
-from modeldeploy.metrics.base import MetricProvider, Pod, ProviderError, ReadSecret, Role, Target
+from modeldeploy.metrics.base import MetricProvider, Pod, ProviderError, ReadSecret, Target
 from modeldeploy.metrics.prometheus import PrometheusMetrics
 from modeldeploy.metrics.registry import BUILDERS, OperatorAccess, Providers, UnknownProviderKind, build_providers
 from modeldeploy.metrics.torchserve import TorchServeMetrics
@@ -20,7 +20,6 @@ __all__ = [
     "ProviderError",
     "Providers",
     "ReadSecret",
-    "Role",
     "Target",
     "TorchServeMetrics",
     "UnknownProviderKind",

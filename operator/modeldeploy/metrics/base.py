@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
+from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import Metric
 from modeldeploy.canary.decide import Measurement
-
-
-class Role(enum.StrEnum):
-    """Which Deployment a pod belongs to (the `modeldeploy.dev/role` label)."""
-
-    STABLE = "stable"
-    CANARY = "canary"
 
 
 class ProviderError(Exception):

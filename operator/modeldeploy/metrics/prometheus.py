@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import ssl
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -27,28 +26,17 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from modeldeploy.api.placeholders import fill_query, placeholders
+from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import Metric, PrometheusProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics.base import ProviderError, ReadSecret, Role, Target
+from modeldeploy.metrics.base import ProviderError, ReadSecret, Target
 
 
 def promql_duration(span: timedelta) -> str:
     """A window as a PromQL duration in whole seconds (at least 1s)."""
     return f"{max(1, round(span.total_seconds()))}s"
-
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
-
-
-def placeholders(query: str) -> set[str]:
-    """The `{{placeholder}}` names a query uses."""
-    return set(_PLACEHOLDER.findall(query))
-
-
-def fill_query(query: str, values: Mapping[str, str]) -> str:
-    """`query` with each `{{placeholder}}` (spaces inside the braces allowed) replaced by its value."""
-    return _PLACEHOLDER.sub(lambda found: values.get(found.group(1), found.group(0)), query)
 
 
 def sample_from_response(body: object) -> Sample:
@@ -192,7 +180,7 @@ class PrometheusMetrics:
             "namespace": target.namespace,
             "name": target.name,
             "revision": target.canary_revision or "",
-            "role": Role.CANARY.value,
+            "role": Role.CANARY,
             "interval": promql_duration(now - window_start),
         })
         try:

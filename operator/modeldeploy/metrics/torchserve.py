@@ -26,10 +26,11 @@ from typing import ClassVar
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics.base import Pod, ProviderError, Role, Target
+from modeldeploy.metrics.base import Pod, ProviderError, Target
 
 SCRAPE_TIMEOUT = timedelta(seconds=5)
 

@@ -6,7 +6,7 @@ import dataclasses
 
 from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict
 from modeldeploy.api.labels import job_pods
-from modeldeploy.building import archive_status, build_job, job_name, job_outcome
+from modeldeploy.building import JobState, archive_status, build_job, job_name, job_outcome
 from modeldeploy.reconcile.context import ReconcileContext
 from modeldeploy.reconcile.pods import waiting_problem
 
@@ -29,13 +29,13 @@ async def ensure_archive(ctx: ReconcileContext) -> Verdict | None:
                           progressing=True, requeue_after=POLL_SECONDS)
     pods = await children.list("v1", "Pod", md.namespace, job_pods(name))
     outcome = job_outcome(job, pods)
-    if outcome.state == "running":
+    if outcome.state is JobState.RUNNING:
         stuck = waiting_problem(pods)
         message = f"Building the archive of revision {ctx.revision.short} in Job {name}"
         return Verdict.of(Phase.BUILDING, Reason.ARCHIVE_BUILDING,
                           f"{message}; its pod cannot start: {stuck}" if stuck else message,
                           progressing=True, degraded=stuck is not None, requeue_after=POLL_SECONDS)
-    if outcome.state == "failed":
+    if outcome.state is JobState.FAILED:
         message = outcome.message
         if not message and pods:
             message = await children.pod_log_tail(md.namespace, pods[-1]["metadata"]["name"], "build", 10)

@@ -29,7 +29,7 @@ from modeldeploy.api.labels import (
     other_revisions,
     selector_text,
 )
-from modeldeploy.api.revision import revision_of
+from modeldeploy.api.revision import ROLES, Role, revision_of
 from modeldeploy.api.spec import SpecError, parse_spec
 from modeldeploy.api.status import ArchiveStatus, RolloutStatus, StableTemplate
 from modeldeploy.canary import (
@@ -47,7 +47,6 @@ from modeldeploy.canary import (
     read_request,
 )
 from modeldeploy.metrics import Pod, Target, UnknownProviderKind
-from modeldeploy.metrics import Role as PodRole
 from modeldeploy.reconcile.context import ReconcileContext
 from modeldeploy.reconcile.pods import waiting_problem
 from modeldeploy.reconcile.serving import apply_role, ensure_serving, serving_problem
@@ -115,11 +114,11 @@ async def _measure(ctx: ReconcileContext, policy: Policy, state: RolloutState,
     targets: list[Pod] = []
     for pod in pods:
         role, ip = _labels(pod).get(LABEL_ROLE), (pod.get("status") or {}).get("podIP")
-        if not ip or not _started(pod) or role not in ("stable", "canary"):
+        if not ip or not _started(pod) or role not in ROLES:
             continue
-        if role == "canary" and _labels(pod).get(LABEL_REVISION) != state.canary_revision:
+        if role == Role.CANARY and _labels(pod).get(LABEL_REVISION) != state.canary_revision:
             continue  # a pod of an earlier canary still going: its numbers are not this revision's
-        targets.append(Pod(name=pod["metadata"]["name"], uid=pod["metadata"]["uid"], ip=ip, role=PodRole(role)))
+        targets.append(Pod(name=pod["metadata"]["name"], uid=pod["metadata"]["uid"], ip=ip, role=Role(role)))
     target = Target(namespace=md.namespace, name=md.name, model_name=md.spec.model.name, pods=tuple(targets),
                     metrics_port=md.spec.serving.metrics_port, canary_revision=state.canary_revision)
     metrics = {m.name: m for m in md.spec.rollout.analysis.metrics}
@@ -157,7 +156,7 @@ def _stable_context(ctx: ReconcileContext, revision: str) -> tuple[ReconcileCont
 async def _apply_stable(ctx: ReconcileContext, target: RoleTarget, live: Mapping[str, Any] | None,
                         archive: ArchiveStatus) -> None:
     if target.revision == ctx.revision.short:
-        await apply_role(ctx, "stable", target.revision, archive, target.replicas)
+        await apply_role(ctx, Role.STABLE, target.revision, archive, target.replicas)
     elif live is None or template_revision(live) != target.revision:
         # The spec describes another revision, and NAME-stable is gone (someone deleted it) or runs
         # another revision (a promotion cut short by an abort or a newer revision): render it at its own
@@ -166,20 +165,20 @@ async def _apply_stable(ctx: ReconcileContext, target: RoleTarget, live: Mapping
         # only its size follows, as before.)
         stable = _stable_context(ctx, target.revision)
         if stable is not None:
-            await apply_role(stable[0], "stable", target.revision, stable[1], target.replicas)
+            await apply_role(stable[0], Role.STABLE, target.revision, stable[1], target.replicas)
         elif live is not None and (live.get("spec") or {}).get("replicas") != target.replicas:
-            await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-stable",
+            await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-{Role.STABLE}",
                                      target.replicas)
     elif (live.get("spec") or {}).get("replicas") != target.replicas:
         # The spec describes another revision: keep stable's template, change only how many pods it runs.
-        await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-stable",
+        await ctx.children.scale(*DEPLOYMENT, ctx.deployment.namespace, f"{ctx.deployment.name}-{Role.STABLE}",
                                  target.replicas)
 
 
 async def _apply_canary(ctx: ReconcileContext, target: RoleTarget | None, live: Mapping[str, Any] | None,
                         archive: ArchiveStatus) -> None:
     md = ctx.deployment
-    name = f"{md.name}-canary"
+    name = f"{md.name}-{Role.CANARY}"
     if target is None:
         if live is not None:
             await ctx.children.delete(*DEPLOYMENT, md.namespace, name)
@@ -187,7 +186,7 @@ async def _apply_canary(ctx: ReconcileContext, target: RoleTarget | None, live: 
             await ctx.children.delete(*BUDGET, md.namespace, name)
         return
     if target.revision == ctx.revision.short:
-        await apply_role(ctx, "canary", target.revision, archive, target.replicas)
+        await apply_role(ctx, Role.CANARY, target.revision, archive, target.replicas)
     elif live is not None and (live.get("spec") or {}).get("replicas") != target.replicas:
         await ctx.children.scale(*DEPLOYMENT, md.namespace, name, target.replicas)
 
@@ -256,23 +255,23 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
     assert archive is not None, "the archive step settles only with an archive"
     policy = Policy.from_spec(md.spec, ctx.revision.short, router_for(md.spec.rollout.traffic_router))
     state = RolloutState.from_dict(ctx.status.rollout.state)
-    stable_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-stable")
-    canary_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-canary")
+    stable_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-{Role.STABLE}")
+    canary_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-{Role.CANARY}")
     pods = [p for p in await children.list("v1", "Pod", md.namespace, selector_text(deployment_selector(md.name)))
             if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    by_role: dict[str, list[Mapping[str, Any]]] = {"stable": [], "canary": []}
+    by_role: dict[str, list[Mapping[str, Any]]] = {role: [] for role in ROLES}
     for pod in pods:
         by_role.setdefault(_labels(pod).get(LABEL_ROLE) or "", []).append(pod)
-    stable = role_status(stable_live, by_role["stable"])
-    canary = role_status(canary_live, by_role["canary"])
+    stable = role_status(stable_live, by_role[Role.STABLE])
+    canary = role_status(canary_live, by_role[Role.CANARY])
     canary_problem = ""
     if canary.revision is not None and canary.ready_at_revision < canary.replicas:
-        own = [p for p in by_role["canary"] if _labels(p).get(LABEL_REVISION) == canary.revision]
+        own = [p for p in by_role[Role.CANARY] if _labels(p).get(LABEL_REVISION) == canary.revision]
         canary_problem = await _not_ready_reason(ctx, own)
         canary = dataclasses.replace(canary, not_ready_reason=canary_problem)
     if state.promoting and state.canary_revision is not None and stable.ready_at_revision < policy.replicas:
         # A promotion's deadline quotes why the new stable pods are not ready.
-        own = [p for p in by_role["stable"] if _labels(p).get(LABEL_REVISION) == state.canary_revision]
+        own = [p for p in by_role[Role.STABLE] if _labels(p).get(LABEL_REVISION) == state.canary_revision]
         stable = dataclasses.replace(stable, not_ready_reason=await _not_ready_reason(ctx, own))
     request = read_request(ctx.annotations)
     measurements = await _measure(ctx, policy, state, pods)
@@ -285,7 +284,7 @@ async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
     if decision.canary is None and decision.stable.revision == ctx.revision.short:
         # No canary: the spec's revision is stable (first revision, replica change, promotion done).
         # Its Deployment's own status says when it is whole.
-        return await ensure_serving(ctx, "stable", decision.stable.revision, archive, decision.stable.replicas)
+        return await ensure_serving(ctx, Role.STABLE, decision.stable.revision, archive, decision.stable.replicas)
     await _apply_stable(ctx, decision.stable, stable_live, archive)
     # Status's stable revision stays until a promotion is done: its old pods may still serve (and restart).
     await _remove_unserved_configmaps(ctx, template_revision(stable_live), template_revision(canary_live),

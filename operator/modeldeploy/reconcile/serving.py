@@ -70,7 +70,7 @@ async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archi
     md, children = ctx.deployment, ctx.children
     deployment = await apply_role(ctx, role, revision, archive, replicas)
     deployment_name = f"{md.name}-{role}"
-    if role == "stable":
+    if role is Role.STABLE:
         ctx.status = dataclasses.replace(ctx.status, stable_revision=revision)
     else:
         ctx.status = dataclasses.replace(ctx.status, canary_revision=revision)

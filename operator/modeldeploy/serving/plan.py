@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modeldeploy.api.images import DEFAULT_SERVING_IMAGE
 from modeldeploy.api.labels import revision_labels, workload_labels
 from modeldeploy.api.names import DNS1035_LABEL, DNS_LABEL_MAX, MODEL_NAME, SHA256
 from modeldeploy.api.revision import REVISION_NAME_LENGTH, ROLES, Role
@@ -20,7 +21,6 @@ from modeldeploy.api.spec import ArchiveFormat, ModelConfig, ModelDeployment, Pv
 from modeldeploy.api.status import ArchiveStatus
 from modeldeploy.settings import OperatorIdentity
 
-DEFAULT_IMAGE = "pytorch/torchserve:0.12.0-cpu"
 # The stock TorchServe image runs as `model-server`, uid/gid 1000.
 DEFAULT_UID = 1000
 
@@ -28,7 +28,7 @@ _REVISION = re.compile(rf"^[0-9a-f]{{{REVISION_NAME_LENGTH}}}$")
 # Paths end up in config.properties, a Java regex and shell scripts: keep them free of anything to escape.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/_.\-]*$")
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_LONGEST_SUFFIX = "-canary"
+_LONGEST_SUFFIX = "-" + max(ROLES, key=len)
 
 
 def _fail(field_name: str, value: object, bound: str) -> ValueError:
@@ -137,7 +137,7 @@ class ServingPlan:
     archive: ArchiveRef
     operator: OperatorIdentity = field(default_factory=OperatorIdentity)
     """The operator, whose image and command verify the archive in each pod and whose namespace scrapes."""
-    image: str = DEFAULT_IMAGE
+    image: str = DEFAULT_SERVING_IMAGE
     model_config: ModelConfig = field(default_factory=ModelConfig)
     resources: Mapping[str, Mapping[str, str]] = field(default_factory=_default_resources)
     verify_resources: Mapping[str, Mapping[str, str]] = field(default_factory=_default_verify_resources)

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from modeldeploy.api.spec import PvcStore, S3Store, parse
-from modeldeploy.building import archive_status, build_job, job_name, job_outcome, store_uri
+from modeldeploy.building import JobState, archive_status, build_job, job_name, job_outcome, store_uri
 from modeldeploy.settings import OperatorIdentity
 from support import REPO
 
@@ -133,7 +133,7 @@ def test_a_complete_job_without_a_result_is_a_failure_not_a_success() -> None:
 
 
 def test_a_job_without_a_final_condition_is_running() -> None:
-    assert job_outcome(job(None), []).state == "running"
+    assert job_outcome(job(None), []).state is JobState.RUNNING
 
 
 def test_only_paths_inside_the_pvc_store_are_translated() -> None:

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from modeldeploy.api.placeholders import fill_query
 from modeldeploy.metrics.base import ProviderError
-from modeldeploy.metrics.prometheus import fill_query, promql_duration, sample_from_response
+from modeldeploy.metrics.prometheus import promql_duration, sample_from_response
 
 
 def vector(*values: str) -> dict[str, object]:

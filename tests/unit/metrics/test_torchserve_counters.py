@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics import Pod, ProviderError, Role, Target
+from modeldeploy.metrics import Pod, ProviderError, Target
 from modeldeploy.metrics.torchserve import PodCounters, TorchServeMetrics, parse_counters
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
