@@ -26,15 +26,10 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from modeldeploy.api.conditions import Phase
+from modeldeploy.api.events import ROLLBACK_REASONS, EventReason
 
-ROLLBACK_REASONS = frozenset({
-    "AnalysisFailed", "MetricsUnavailable", "InsufficientData", "ProgressDeadlineExceeded", "Aborted"})
-"""Event reasons of a rollback (the canary's abort reasons); any other Event reason is not one."""
-
-PROMOTED_REASON = "Promoted"
 PROMOTION_REASONS = ("Analysis", "UserRequest")
 """What promoted a canary: its analysis passed every step, or a user asked for it."""
-ARCHIVE_READY_REASON = "ArchiveReady"
 VERDICTS = ("Successful", "Failed", "Inconclusive", "Error")
 
 
@@ -50,7 +45,7 @@ class ReconcileResult(enum.StrEnum):
 
 
 class EventLike(Protocol):
-    """An Event as the reconcile posts it (api.conditions.EventNote, canary.decide.Event)."""
+    """An Event as the reconcile posts it (api.events.Event)."""
 
     @property
     def reason(self) -> str: ...
@@ -154,9 +149,9 @@ class OperatorMetrics:
         for event in events:
             if event.reason in ROLLBACK_REASONS:
                 self.rollbacks.labels(namespace, name, event.reason).inc()
-            elif event.reason == PROMOTED_REASON:
+            elif event.reason == EventReason.PROMOTED:
                 self.promotions.labels(namespace, name, _promotion_reason(status)).inc()
-            elif event.reason == ARCHIVE_READY_REASON:
+            elif event.reason == EventReason.ARCHIVE_READY:
                 archive = status.get("archive") if status else None
                 archive = archive if isinstance(archive, Mapping) else {}
                 reused = bool(archive.get("reused"))
@@ -187,8 +182,8 @@ class OperatorMetrics:
             _remove(self.analysis_value, namespace, name, metric)
             for verdict in VERDICTS:
                 _remove(self.analysis_verdict, namespace, name, metric, verdict)
-        for reason in ROLLBACK_REASONS:
-            _remove(self.rollbacks, namespace, name, reason)
+        for rollback in ROLLBACK_REASONS:
+            _remove(self.rollbacks, namespace, name, rollback)
         for reason in PROMOTION_REASONS:
             _remove(self.promotions, namespace, name, reason)
 
@@ -203,8 +198,8 @@ class OperatorMetrics:
 
     def _start_counters(self, namespace: str, name: str) -> None:
         # Series at 0 from the first reconcile on: `increase()` then sees the first rollback too.
-        for reason in ROLLBACK_REASONS:
-            self.rollbacks.labels(namespace, name, reason)
+        for rollback in ROLLBACK_REASONS:
+            self.rollbacks.labels(namespace, name, rollback)
         for reason in PROMOTION_REASONS:
             self.promotions.labels(namespace, name, reason)
 

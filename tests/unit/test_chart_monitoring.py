@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from dashboard import FROM_TORCHSERVE, dashboard_expressions, rule_groups
-from modeldeploy.api.conditions import EventNote
+from modeldeploy.api.events import Event, EventReason
 from modeldeploy.observability import OperatorMetrics, serve_metrics
 from support import REPO, wait_for
 
@@ -248,7 +248,7 @@ def test_prometheus_scrapes_the_operator_and_the_dashboard_and_alerts_see_a_cana
     metrics.record_reconcile("ml", "iris", seconds=0.05, result="written", status=fixture_status("progressing-canary"))
     wait_for(lambda: prometheus.query('modeldeploy_canary_weight_ratio{kind="effective"} == 0.25'), timeout=30,
              message="the canary's weight in Prometheus")
-    metrics.record_events("ml", "iris", [EventNote("Normal", "Promoted", "revision 7f3a9c2e1b40 is stable")],
+    metrics.record_events("ml", "iris", [Event("Normal", EventReason("Promoted"), "revision 7f3a9c2e1b40 is stable")],
                           fixture_status("healthy"))
     metrics.record_reconcile("ml", "iris", seconds=0.01, result="error", error="ConflictError")
 
@@ -260,7 +260,7 @@ def test_prometheus_scrapes_the_operator_and_the_dashboard_and_alerts_see_a_cana
             wait_for(lambda expr=expr: prometheus.query(expr), timeout=30, message=f"{where} to return series")
 
     # The canary fails its analysis and is rolled back: the alert fires, naming the reason.
-    rollback = EventNote("Warning", "AnalysisFailed", "revision c41d08e95a77 rolled back to 7f3a9c2e1b40")
+    rollback = Event("Warning", EventReason("AnalysisFailed"), "revision c41d08e95a77 rolled back to 7f3a9c2e1b40")
     metrics.record_reconcile("ml", "iris", seconds=0.05, result="written", status=fixture_status("rolledback"),
                              events=[rollback])
     alerts = wait_for(lambda: prometheus.firing("ModelDeploymentRolledBack"), timeout=30,

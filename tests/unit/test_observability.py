@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from memory_cluster import MemoryCluster
-from modeldeploy.api.conditions import EventNote
+from modeldeploy.api.events import Event, EventReason
 from modeldeploy.observability import OperatorMetrics, serve_metrics
 from modeldeploy.reconcile import reconcile_and_report
 from modeldeploy.settings import OperatorIdentity
@@ -86,10 +86,10 @@ def test_weights_drop_to_zero_when_the_canary_ends() -> None:
 
 def test_rollbacks_and_promotions_count_once_per_event_with_their_reason() -> None:
     metrics = OperatorMetrics()
-    rollback = EventNote("Warning", "AnalysisFailed", "revision bbbb rolled back to aaaa: error-rate 7.5 > 1")
+    rollback = Event("Warning", EventReason("AnalysisFailed"), "revision bbbb rolled back to aaaa: error-rate 7.5 > 1")
     metrics.record_reconcile("ml", "iris", seconds=0.1, result="written", status=canary_status(), events=[rollback])
     metrics.record_reconcile("ml", "iris", seconds=0.1, result="settled", status=canary_status())
-    promoted = EventNote("Normal", "Promoted", "revision cccc is stable at full size")
+    promoted = Event("Normal", EventReason("Promoted"), "revision cccc is stable at full size")
     by_user = canary_status(lastRequest={"action": "promote", "revision": "cccc", "at": "x"})
     metrics.record_reconcile("ml", "iris", seconds=0.1, result="written", status=by_user, events=[promoted])
     metrics.record_reconcile("ml", "iris", seconds=0.1, result="written", status=canary_status(), events=[promoted])
@@ -98,7 +98,7 @@ def test_rollbacks_and_promotions_count_once_per_event_with_their_reason() -> No
     assert iris(metrics, "modeldeploy_promotions_total", reason="UserRequest") == 1
     assert iris(metrics, "modeldeploy_promotions_total", reason="Analysis") == 1
     # Other Events are neither.
-    metrics.record_events("ml", "iris", [EventNote("Normal", "CanaryStep", "step 2")])
+    metrics.record_events("ml", "iris", [Event("Normal", EventReason("CanaryStep"), "step 2")])
     assert sum(v for (name, _), v in samples(metrics).items() if name == "modeldeploy_rollbacks_total") == 1
 
 
@@ -177,7 +177,7 @@ def test_a_build_result_without_a_time_counts_the_build_and_observes_nothing() -
 
 def test_a_deleted_object_leaves_no_series_behind() -> None:
     metrics = OperatorMetrics()
-    rollback = EventNote("Warning", "ProgressDeadlineExceeded", "rolled back")
+    rollback = Event("Warning", EventReason("ProgressDeadlineExceeded"), "rolled back")
     metrics.record_reconcile("ml", "iris", seconds=0.1, result="written", status=canary_status(), events=[rollback])
     metrics.record_reconcile("ml", "other", seconds=0.1, result="written", status=canary_status())
     metrics.forget("ml", "iris")
@@ -189,7 +189,7 @@ def test_a_deleted_object_leaves_no_series_behind() -> None:
 def test_metric_names_follow_prometheus_conventions() -> None:
     metrics = OperatorMetrics()
     metrics.record_reconcile("ml", "iris", seconds=0.1, result="written", status=canary_status(),
-                             events=[EventNote("Warning", "AnalysisFailed", "x")])
+                             events=[Event("Warning", EventReason("AnalysisFailed"), "x")])
     text = generate_latest(metrics.registry).decode()
     for family in text_string_to_metric_families(text):
         assert family.name.startswith("modeldeploy_")

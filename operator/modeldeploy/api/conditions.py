@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from modeldeploy.api.events import EventReason
+
 MAX_MESSAGE_LENGTH = 32768
 
 
@@ -47,27 +49,8 @@ class ConditionType(enum.StrEnum):
     (phases Failed and RolledBack), so Flux and kpt report Failed instead of waiting for a timeout."""
 
 
-class Reason(enum.StrEnum):
-    """Why a ModelDeployment is where it is: the reasons of its conditions and Events."""
-
-    INVALID_SPEC = "InvalidSpec"
-    REFERENCE_NOT_FOUND = "ReferenceNotFound"
-    ARCHIVE_BUILDING = "ArchiveBuilding"
-    ARCHIVE_BUILD_FAILED = "ArchiveBuildFailed"
-    ARCHIVE_READY = "ArchiveReady"
-    PODS_NOT_READY = "PodsNotReady"
-    MODEL_LOAD_FAILED = "ModelLoadFailed"
-    DIGEST_MISMATCH = "DigestMismatch"
-    STORE_CREDENTIALS_REFUSED = "StoreCredentialsRefused"
-    ARCHIVE_CHECK_FAILED = "ArchiveCheckFailed"
-    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-    DRIFT_REVERTED = "DriftReverted"
-    """An Event: a child's field we own was changed by hand and has been put back."""
-    READY = "Ready"
-    CANARY_PROGRESSING = "CanaryProgressing"
-    CANARY_PAUSED = "CanaryPaused"
-    PROMOTING = "Promoting"
-    ROLLING_BACK = "RollingBack"
+Reason = EventReason
+"""Why a ModelDeployment is where it is: its conditions' reasons are Event reasons too (api.events)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +59,7 @@ class ConditionState:
 
     type: ConditionType
     status: bool | None
-    reason: str
+    reason: EventReason
     message: str
 
     @property
@@ -99,7 +82,7 @@ class Verdict:
     def of(
         cls,
         phase: Phase,
-        reason: str,
+        reason: EventReason,
         message: str,
         *,
         ready: bool = False,
@@ -128,15 +111,6 @@ class Verdict:
     def condition(self, kind: ConditionType) -> ConditionState | None:
         """The desired state of one condition, if the verdict sets it."""
         return next((c for c in self.conditions if c.type == kind), None)
-
-
-@dataclasses.dataclass(frozen=True)
-class EventNote:
-    """A Kubernetes Event to post about the object."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 def format_time(moment: datetime) -> str:

@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from modeldeploy.api.conditions import (
     ConditionType,
-    EventNote,
     Phase,
     Verdict,
     find_condition,
     merge_conditions,
 )
+from modeldeploy.api.events import Event, EventReason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,13 +253,13 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     return patch or None
 
 
-def transition_events(current: Status, desired: Status) -> list[EventNote]:
+def transition_events(current: Status, desired: Status) -> list[Event]:
     """The Events a status change deserves: a new revision, and each change of phase or Ready reason."""
-    events: list[EventNote] = []
+    events: list[Event] = []
     old_revision, new_revision = current.revision, desired.revision
     if new_revision and new_revision != old_revision:
         replaced = f", replacing {old_revision}" if old_revision else ""
-        events.append(EventNote("Normal", "NewRevision", f"Spec revision {new_revision}{replaced}"))
+        events.append(Event("Normal", EventReason.NEW_REVISION, f"Spec revision {new_revision}{replaced}"))
 
     old_ready = current.condition(ConditionType.READY) or {}
     new_ready = desired.condition(ConditionType.READY) or {}
@@ -267,6 +267,8 @@ def transition_events(current: Status, desired: Status) -> list[EventNote]:
         degraded = desired.condition(ConditionType.DEGRADED) or {}
         kind: Literal["Normal", "Warning"] = "Warning" if degraded.get("status") == "True" else "Normal"
         phase = desired.phase.value if desired.phase is not None else None
-        reason = str(new_ready.get("reason") or phase or "Unknown")
-        events.append(EventNote(kind, reason, f"{phase}: {new_ready.get('message', '')}"))
+        # The Ready condition's reason is one of ours (ConditionState.reason is an EventReason).
+        reason = new_ready.get("reason")
+        if reason in set(EventReason):
+            events.append(Event(kind, EventReason(reason), f"{phase}: {new_ready.get('message', '')}"))
     return events

@@ -23,6 +23,7 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from modeldeploy.api.conditions import Phase
+from modeldeploy.api.events import Event
 from modeldeploy.canary.inputs import Measurement, MetricPolicy, Observations, Policy, RoleStatus
 from modeldeploy.canary.manual import apply_request
 from modeldeploy.canary.outcome import RoleTarget, phase_report, role_targets
@@ -30,7 +31,7 @@ from modeldeploy.canary.progress import advance, analyse, drained_weight, finish
 from modeldeploy.canary.rules import Facts, Findings, first_abort
 from modeldeploy.canary.schedule import MeasurementDue, due_metrics, next_measurements, requeue_after
 from modeldeploy.canary.state import RolloutState, stamp
-from modeldeploy.canary.transitions import Changed, Event, rolled_back
+from modeldeploy.canary.transitions import Changed, rolled_back
 
 __all__ = [
     "Decision",

@@ -14,11 +14,11 @@ import dataclasses
 from datetime import datetime
 from typing import NamedTuple
 
+from modeldeploy.api.events import Event, EventReason
 from modeldeploy.canary.inputs import Observations, Policy
 from modeldeploy.canary.requests import Action, ManualRequest
 from modeldeploy.canary.state import Pause, PauseReason, RolloutState
 from modeldeploy.canary.transitions import (
-    Event,
     begin_promotion,
     enter_step,
     paused_by_user,
@@ -38,12 +38,13 @@ class Requested(NamedTuple):
 
 
 def _ignored(request: ManualRequest, why: str) -> Event:
-    return Event("Normal", "RequestIgnored",
+    return Event("Normal", EventReason.REQUEST_IGNORED,
                  f"{request.action.value} for revision {short(request.revision)} ignored: {why}")
 
 
 def _resumed(state: RolloutState, now: datetime, who: str) -> tuple[RolloutState, Event]:
-    return resumed(state, now), Event("Normal", "Resumed", f"revision {short(state.canary_revision)} resumed{who}")
+    return resumed(state, now), Event("Normal", EventReason.RESUMED,
+                                      f"revision {short(state.canary_revision)} resumed{who}")
 
 
 def apply_request(policy: Policy, state: RolloutState, observations: Observations, now: datetime) -> Requested:
@@ -55,7 +56,7 @@ def apply_request(policy: Policy, state: RolloutState, observations: Observation
         # Reported once per malformed text; forgotten once the annotation is fixed or removed.
         state = dataclasses.replace(state, rejected_request=digest)
         if rejected is not None:
-            events.append(Event("Warning", "InvalidRequest", rejected.message))
+            events.append(Event("Warning", EventReason.INVALID_REQUEST, rejected.message))
     request = observations.request
     if request is None or request.handled == state.last_request:
         return Requested(state, tuple(events))
@@ -77,7 +78,7 @@ def apply_request(policy: Policy, state: RolloutState, observations: Observation
         if paused_by_user(state):
             return Requested(state, (*events, _ignored(request, "it is already paused by a user")))
         paused = dataclasses.replace(state, pause=Pause(PauseReason.USER, now))
-        event = Event("Normal", "Paused", f"revision {short(request.revision)} paused{who}")
+        event = Event("Normal", EventReason.PAUSED, f"revision {short(request.revision)} paused{who}")
         return Requested(paused, (*events, event))
     if request.action is Action.RESUME:
         if not paused_by_user(state):

@@ -7,13 +7,13 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from modeldeploy.api.events import Event, EventReason
 from modeldeploy.canary.counters import record
 from modeldeploy.canary.inputs import Observations, Policy, RoleStatus
 from modeldeploy.canary.rules import Findings, has_evidence
 from modeldeploy.canary.state import Pause, PauseReason, RolloutState
 from modeldeploy.canary.transitions import (
     Changed,
-    Event,
     begin_promotion,
     cancelled,
     enter_step,
@@ -108,7 +108,7 @@ def advance(policy: Policy, state: RolloutState, findings: Findings, now: dateti
         if state.pause is not None:
             return Changed(state)
         waiting = dataclasses.replace(state, pause=Pause(PauseReason.STEP, started))
-        return Changed(waiting, (Event("Normal", "Paused",
+        return Changed(waiting, (Event("Normal", EventReason.PAUSED,
                                        f"revision {short(state.canary_revision)}: {label} waits for a promote "
                                        "request"),))
     evidence = has_evidence(policy, state, findings.target)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy.api.events import EventReason
+
 MAX_MEASUREMENTS = 10
 """Measurements kept per metric in status (the newest last)."""
 
@@ -66,14 +68,8 @@ class PauseReason(enum.StrEnum):
     USER = "user"
 
 
-class AbortReason(enum.StrEnum):
-    """Why a revision was rolled back."""
-
-    ANALYSIS_FAILED = "AnalysisFailed"
-    METRICS_UNAVAILABLE = "MetricsUnavailable"
-    INSUFFICIENT_DATA = "InsufficientData"
-    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-    ABORTED = "Aborted"
+AbortReason = EventReason
+"""Why a revision was rolled back: one of api.events.ROLLBACK_REASONS, its Event's reason."""
 
 
 @dataclasses.dataclass(frozen=True)

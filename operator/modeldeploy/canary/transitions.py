@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
+from modeldeploy.api.events import Event, EventReason
 from modeldeploy.canary.inputs import Policy
 from modeldeploy.canary.state import Aborted, AbortReason, PauseReason, RolloutState
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the object."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 class Changed(NamedTuple):
@@ -60,7 +52,7 @@ def start_canary(policy: Policy, state: RolloutState, revision: str, why: str, n
         without_canary(state), canary_revision=revision, step_started_at=now, weight=first.weight,
         weight_since=None, unready_since=now, metrics={}, aborted=None,
     )
-    event = Event("Normal", "CanaryStarted",
+    event = Event("Normal", EventReason.CANARY_STARTED,
                   f"{why}: revision {short(revision)} starts at {policy.step_label(0)}, weight {first.weight} %")
     entered = enter_step(policy, started, 0, now)
     return Changed(entered.state, (event, *entered.events))
@@ -82,7 +74,7 @@ def enter_step(policy: Policy, state: RolloutState, index: int, now: datetime) -
     )
     if index == 0:
         return Changed(entered)
-    return Changed(entered, (Event("Normal", "CanaryStep",
+    return Changed(entered, (Event("Normal", EventReason.CANARY_STEP,
                                    f"revision {short(entered.canary_revision)}: {policy.step_label(index)}, "
                                    f"weight {step.weight} %"),))
 
@@ -90,7 +82,7 @@ def enter_step(policy: Policy, state: RolloutState, index: int, now: datetime) -
 def begin_promotion(state: RolloutState, why: str, now: datetime) -> Changed:
     """Roll stable to the canary's revision at full size, from `now` on (its deadline counts from then)."""
     promoting = dataclasses.replace(state, promoting=True, promoting_since=now, pause=None, weight=100)
-    return Changed(promoting, (Event("Normal", "Promoting",
+    return Changed(promoting, (Event("Normal", EventReason.PROMOTING,
                                      f"revision {short(promoting.canary_revision)}: {why}; "
                                      "rolling stable to it at full size"),))
 
@@ -99,7 +91,7 @@ def promoted(state: RolloutState) -> Changed:
     """The canary's revision is the stable one."""
     revision = state.canary_revision
     done = dataclasses.replace(without_canary(state), stable_revision=revision)
-    return Changed(done, (Event("Normal", "Promoted", f"revision {short(revision)} is stable at full size"),))
+    return Changed(done, (Event("Normal", EventReason.PROMOTED, f"revision {short(revision)} is stable at full size"),))
 
 
 def rolled_back(state: RolloutState, reason: AbortReason, message: str, now: datetime) -> Changed:
@@ -110,7 +102,7 @@ def rolled_back(state: RolloutState, reason: AbortReason, message: str, now: dat
     back = dataclasses.replace(
         without_canary(state), aborted=Aborted(revision=revision, reason=reason, message=message, at=now),
     )
-    return Changed(back, (Event("Warning", reason.value,
+    return Changed(back, (Event("Warning", reason,
                                 f"revision {short(revision)} rolled back to {short(back.stable_revision)}: "
                                 f"{message}"),))
 
@@ -119,7 +111,7 @@ def cancelled(state: RolloutState) -> Changed:
     """The spec is back at the stable revision: the canary and its analysis go."""
     revision = state.canary_revision
     back = dataclasses.replace(without_canary(state), metrics={})
-    return Changed(back, (Event("Normal", "CanaryCancelled",
+    return Changed(back, (Event("Normal", EventReason.CANARY_CANCELLED,
                                 f"spec is back at stable revision {short(back.stable_revision)}: "
                                 f"canary {short(revision)} removed"),))
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldeploy.api.conditions import Reason
+from modeldeploy.api.events import EventReason
 from modeldeploy.api.labels import ANNOTATION_APPLIED_HASH as APPLIED_HASH
 from modeldeploy.api.labels import MANAGER as FIELD_MANAGER
 from modeldeploy.k8s.drift import Drift, describe, drifted
@@ -96,7 +96,7 @@ def drift_event(desired: Mapping[str, Any], drifts: Sequence[Drift], now: dateti
         "metadata": {"generateName": f"{involved['name']}.", "namespace": meta["namespace"]},
         "involvedObject": involved,
         "type": "Warning",
-        "reason": str(Reason.DRIFT_REVERTED),
+        "reason": str(EventReason.DRIFT_REVERTED),
         "message": message[:EVENT_MESSAGE_LIMIT],
         "source": {"component": FIELD_MANAGER},
         "reportingComponent": FIELD_MANAGER,
@@ -165,7 +165,7 @@ class Children:
         try:
             await self._request(f"/api/v1/namespaces/{meta['namespace']}/events", "POST", body=event)
         except KubeApiError as error:  # the revert stands; only its report is lost
-            logger.warning("Could not post the %s Event: %s", Reason.DRIFT_REVERTED, error)
+            logger.warning("Could not post the %s Event: %s", EventReason.DRIFT_REVERTED, error)
 
     async def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> dict[str, Any]:
         """Set spec.replicas only, leaving the rest as it is; drops the applied hash so a later apply writes."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict
+from modeldeploy.api.conditions import Phase, Reason, Verdict
+from modeldeploy.api.events import Event, EventReason
 from modeldeploy.api.labels import job_pods
 from modeldeploy.building import JobState, archive_status, build_job, job_name, job_outcome
 from modeldeploy.reconcile.context import ReconcileContext
@@ -46,7 +47,8 @@ async def ensure_archive(ctx: ReconcileContext) -> Verdict | None:
     archive = archive_status(outcome.result, md, ctx.revision.short, key)
     ctx.status = dataclasses.replace(ctx.status, archive=archive)
     verb = "reused from the store" if archive.reused else "built"
-    ctx.notes.append(EventNote("Normal", Reason.ARCHIVE_READY,
+    ctx.notes.append(Event("Normal", EventReason.ARCHIVE_READY,
                                f"Archive {archive.sha256[:12]} {verb}: {archive.uri}"))
-    ctx.notes.extend(EventNote("Warning", "ArchiveWarning", str(w)) for w in outcome.result.get("warnings") or [])
+    warnings = outcome.result.get("warnings") or []
+    ctx.notes.extend(Event("Warning", EventReason.ARCHIVE_WARNING, str(w)) for w in warnings)
     return None

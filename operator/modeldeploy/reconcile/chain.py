@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict, format_time
+from modeldeploy.api.conditions import Phase, Reason, Verdict, format_time
+from modeldeploy.api.events import Event
 from modeldeploy.api.revision import build_key_of, revision_of
 from modeldeploy.api.spec import SpecError, parse
 from modeldeploy.api.status import Status, desired_status, status_patch, transition_events
@@ -55,7 +56,7 @@ class Outcome:
     verdict: Verdict
     generation: int
     status: Status
-    notes: tuple[EventNote, ...] = ()
+    notes: tuple[Event, ...] = ()
 
 
 async def reconcile(body: Mapping[str, Any], cluster: Cluster, operator: OperatorIdentity, now: datetime,
@@ -93,7 +94,7 @@ class Report:
 
     outcome: Outcome | None
     written: bool
-    events: tuple[EventNote, ...]
+    events: tuple[Event, ...]
     behind_generation: int | None = None
     """The generation of the body the reconcile was given, when the stored object had another one."""
 

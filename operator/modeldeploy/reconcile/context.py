@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from modeldeploy.api.conditions import EventNote, Verdict
+from modeldeploy.api.conditions import Verdict
+from modeldeploy.api.events import Event
 from modeldeploy.api.revision import Digest
 from modeldeploy.api.spec import ModelDeployment
 from modeldeploy.api.status import Status
@@ -93,7 +94,7 @@ class ReconcileContext:
     operator: OperatorIdentity
     cluster: Cluster
     now: datetime
-    notes: list[EventNote] = dataclasses.field(default_factory=list)
+    notes: list[Event] = dataclasses.field(default_factory=list)
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """The object's annotations (a manual rollout request lives there)."""
     spec_body: Mapping[str, Any] = dataclasses.field(default_factory=dict)

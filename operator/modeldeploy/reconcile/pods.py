@@ -23,7 +23,7 @@ def waiting_problem(pods: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
-def pod_problem(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+def pod_problem(pods: Sequence[Mapping[str, Any]]) -> tuple[Reason, str] | None:
     """A serving pod's failure a user must act on: an archive check that failed (other bytes, refused
     credentials), or a model that fails to load."""
     for pod in pods:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modeldeploy import serving
-from modeldeploy.api.conditions import EventNote, Phase, Reason, Verdict
+from modeldeploy.api.conditions import Phase, Reason, Verdict
 from modeldeploy.api.labels import (
     LABEL_REVISION,
     LABEL_ROLE,
@@ -213,7 +213,7 @@ def _record(ctx: ReconcileContext, decision: Decision, archive: ArchiveStatus) -
         rollout=RolloutStatus(current_step=summary["currentStep"], canary_weight=summary["canaryWeight"],
                               state=decision.state.to_dict(), analysis=summary["analysis"], stable=stable),
     )
-    ctx.notes.extend(EventNote(e.type, e.reason, e.message) for e in decision.events)
+    ctx.notes.extend(decision.events)
 
 
 def _verdict(decision: Decision, canary_problem: str) -> Verdict:
@@ -228,7 +228,7 @@ def _verdict(decision: Decision, canary_problem: str) -> Verdict:
     message = decision.message
     if canary_problem and state.canary_revision is not None:
         message = f"{message}; canary pods not ready: {canary_problem}"
-    aborted = state.aborted.reason.value if state.aborted is not None else Reason.ROLLING_BACK
+    aborted = state.aborted.reason if state.aborted is not None else Reason.ROLLING_BACK
     if decision.phase is Phase.ROLLED_BACK:
         return Verdict.of(Phase.ROLLED_BACK, aborted, message, degraded=True, archive_ready=True,
                           requeue_after=requeue)

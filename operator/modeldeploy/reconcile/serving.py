@@ -59,7 +59,7 @@ async def _remove_owned(children: Children, api_version: str, kind: str, namespa
 
 
 async def serving_problem(children: Children, namespace: str,
-                          pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+                          pods: Sequence[Mapping[str, Any]]) -> tuple[Reason, str] | None:
     """Why serving pods fail, a user must act on it: a digest mismatch, a model that does not load."""
     return pod_problem(pods) or await _load_failure_in_logs(children, namespace, pods)
 
@@ -108,7 +108,7 @@ async def remove_other_revisions(children: Children, namespace: str, name: str, 
 
 
 async def _load_failure_in_logs(children: Children, namespace: str,
-                                pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+                                pods: Sequence[Mapping[str, Any]]) -> tuple[Reason, str] | None:
     """TorchServe retries a model that fails to load instead of exiting: its log says why, early."""
     for pod in pods:
         for container in (pod.get("status") or {}).get("containerStatuses") or []:

@@ -163,7 +163,7 @@ def _follow(api: SteeringApi, namespace: str, name: str, body: dict[str, Any], r
         return [e for e in api.events(namespace, uid) if not _event_versions([e]) <= before]
 
     events = new_events()
-    while not request_events(events, request) and time.monotonic() < grace:
+    while not request_events(events, request, current) and time.monotonic() < grace:
         time.sleep(0.5)
         events = new_events()
     result = outcome(current, request, events)

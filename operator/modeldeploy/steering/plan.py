@@ -11,17 +11,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modeldeploy.api.conditions import Phase
+from modeldeploy.api.events import EventReason
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, RequestError, parse_request
 from modeldeploy.canary.state import PauseReason, RolloutState, format_time, parse_time
 
-# The Events the engine posts when it acts on a request (RequestIgnored when it does not).
-REQUEST_EVENT_REASONS = frozenset({
-    "CanaryStarted", "CanaryStep", "Promoting", "Promoted", "Paused", "Resumed", "Aborted", "RequestIgnored",
+REQUEST_EVENT_REASONS: frozenset[EventReason] = frozenset({
+    EventReason.CANARY_STARTED, EventReason.CANARY_STEP, EventReason.PROMOTING, EventReason.PROMOTED,
+    EventReason.PAUSED, EventReason.RESUMED, EventReason.ABORTED, EventReason.REQUEST_IGNORED,
 })
+"""The reasons of the Events the engine posts when it acts on a request (RequestIgnored when it does not)."""
+
+SHARED_WITH_PHASE_CHANGE: frozenset[EventReason] = frozenset({EventReason.PROMOTING, EventReason.ABORTED})
+"""Request reasons that are condition reasons too. When the reconcile that acts on a request leaves the Ready
+condition with such a reason, it posts that phase change's Event, with the same reason, before the action's
+own Event (the status's Events go first, then the steps'): of that reason, the first Event since the
+request is the phase change's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,27 +197,55 @@ def phase_line(body: Mapping[str, Any]) -> str:
     return f"phase {phase}: {message}" if message else f"phase {phase}"
 
 
-def request_events(events: Sequence[Mapping[str, Any]], request: ManualRequest) -> list[Mapping[str, Any]]:
-    """The Events since `request` that say what the engine did with it, oldest first.
+def posted_at(event: Mapping[str, Any]) -> datetime | None:
+    """When an Event was posted, to the microsecond when it says (eventTime), for the order of Events posted
+    in one second."""
+    value = event.get("eventTime")
+    if value:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+    return event_time(event)
 
-    Only the request's own reasons count: a phase change posts an Event naming the revision too,
-    often just before the one that says what the request did.
+
+def ready_reason(body: Mapping[str, Any]) -> str:
+    """The reason of the object's Ready condition ("" when it has none)."""
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return str(condition.get("reason") or "")
+    return ""
+
+
+def request_events(events: Sequence[Mapping[str, Any]], request: ManualRequest,
+                   body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The Events since `request` that say what the engine did with it, oldest first; `body` is the object
+    as the reconcile that handled the request wrote it.
+
+    Recognised by their reasons and the status, never by their messages: only the request's own reasons
+    count (REQUEST_EVENT_REASONS), and when the status's Ready reason is one of them
+    (SHARED_WITH_PHASE_CHANGE), the first Event of that reason is the phase change's. Which revision the
+    request was for, and that the engine acted on it, the status says (status.rollout.lastRequest,
+    `is_handled`).
     """
-    return [e for e in events_since(events, request.at)
-            if e.get("reason") in REQUEST_EVENT_REASONS and short(request.revision) in str(e.get("message", ""))
-            and not is_phase_change(e)]
-
-
-def is_phase_change(event: Mapping[str, Any]) -> bool:
-    """Whether `event` is the one every phase change posts ("Phase: message"), which may share a reason
-    (Promoting, Aborted) with the Event the request's own action posts."""
-    return str(event.get("message", "")).startswith(tuple(f"{phase.value}: " for phase in Phase))
+    shared = ready_reason(body)
+    since = events_since(events, request.at)
+    order = {id(e): (posted_at(e) or datetime.min.replace(tzinfo=UTC), i) for i, e in enumerate(since)}
+    found: list[Mapping[str, Any]] = []
+    phase_changes: set[str] = set()
+    for e in sorted(since, key=lambda e: order[id(e)]):
+        reason = str(e.get("reason") or "")
+        if reason not in REQUEST_EVENT_REASONS:
+            continue
+        if reason in SHARED_WITH_PHASE_CHANGE and reason == shared and reason not in phase_changes:
+            phase_changes.add(reason)
+            continue
+        found.append(e)
+    return found
 
 
 def outcome(body: Mapping[str, Any], request: ManualRequest, events: Sequence[Mapping[str, Any]]) -> Outcome:
     """What the engine did with `request`, from the object after and the Events since the request."""
-    related = request_events(events, request)
-    ignored = [e for e in related if e.get("reason") == "RequestIgnored"]
+    related = request_events(events, request, body)
+    ignored = [e for e in related if e.get("reason") == EventReason.REQUEST_IGNORED]
     lines = [f"{e.get('type', 'Normal')} {e.get('reason')}: {e.get('message', '')}" for e in related]
     lines.append(phase_line(body))
     return Outcome(changed=not ignored, lines=tuple(lines))

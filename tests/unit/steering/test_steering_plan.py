@@ -157,16 +157,41 @@ def test_the_outcome_prints_the_engines_event_and_the_phase() -> None:
                             "phase Progressing: canary 1b2c3d4e5f at step 2/3, weight 50 %")
 
 
+def with_ready_reason(reason: str, state: RolloutState, phase: str = "Progressing") -> dict[str, Any]:
+    handled = body(state, phase=phase)
+    handled["status"]["conditions"] = [{"type": "Ready", "status": "False", "reason": reason, "message": ""}]
+    return handled
+
+
 def test_the_command_waits_for_the_requests_own_event_not_the_phase_change_posted_before_it() -> None:
     request = ManualRequest(Action.PROMOTE, CANARY, format_time(NOW))
+    stepped = with_ready_reason("CanaryProgressing", RolloutState(stable_revision=STABLE, canary_revision=CANARY,
+                                                                  step_index=1, last_request=request.handled))
     phase_change = event("CanaryProgressing", "Progressing: canary 1b2c3d4e5f at step 2/3", NOW + timedelta(seconds=1))
-    assert request_events([phase_change], request) == []
+    assert request_events([phase_change], request, stepped) == []
     step = event("CanaryStep", "revision 1b2c3d4e5f: step 2/3, weight 50 %", NOW + timedelta(seconds=1))
-    other = event("CanaryStep", "revision 9999999999: step 2/3, weight 50 %", NOW + timedelta(seconds=1))
-    assert request_events([phase_change, other, step], request) == [step]
-    # A phase change that shares the action's reason is not its answer either.
+    assert request_events([phase_change, step], request, stepped) == [step]
+    # A phase change that shares the action's reason (the status's Ready reason) is posted first: not the answer.
+    promoting_body = with_ready_reason("Promoting", RolloutState(
+        stable_revision=STABLE, canary_revision=CANARY, promoting=True, last_request=request.handled))
     promoting = event("Promoting", "Progressing: promoting revision 1b2c3d4e5f", NOW + timedelta(seconds=1))
-    assert request_events([promoting], request) == []
+    assert request_events([promoting], request, promoting_body) == []
+    action = event("Promoting", "revision 1b2c3d4e5f: promote requested; rolling stable to it at full size",
+                   NOW + timedelta(seconds=1))
+    assert request_events([promoting, action], request, promoting_body) == [action]
+    # When the status's Ready reason is another one, no phase change shares the action's reason.
+    assert request_events([action], request, stepped) == [action]
+
+
+def test_events_posted_in_one_second_are_ordered_by_their_event_time() -> None:
+    request = ManualRequest(Action.ABORT, CANARY, format_time(NOW))
+    rolled_back = with_ready_reason("Aborted", ROLLED_BACK, phase="RolledBack")
+    second = format_time(NOW + timedelta(seconds=1))
+    phase_change = {**event("Aborted", "RolledBack: x", NOW + timedelta(seconds=1), kind="Warning"),
+                    "eventTime": second.replace("Z", ".100000Z")}
+    action = {**event("Aborted", "y", NOW + timedelta(seconds=1), kind="Warning"),
+              "eventTime": second.replace("Z", ".200000Z")}
+    assert request_events([action, phase_change], request, rolled_back) == [action]
 
 
 def test_a_stale_request_ignored_by_the_engine_is_reported_as_no_change() -> None:
