@@ -50,7 +50,7 @@ def _put_time(out: dict[str, Any], key: str, value: datetime | None) -> None:
         out[key] = format_time(value)
 
 
-class Verdict(enum.StrEnum):
+class MeasurementVerdict(enum.StrEnum):
     """What one measurement of one metric says (DESIGN.md's table)."""
 
     SUCCESSFUL = "Successful"
@@ -81,7 +81,7 @@ class MeasurementRecord:
     """One measurement as kept in status."""
 
     at: datetime
-    verdict: Verdict
+    verdict: MeasurementVerdict
     value: float | None = None
     requests: int | None = None
     weight: int = 0
@@ -102,7 +102,7 @@ class MeasurementRecord:
         value = data.get("value")
         return cls(
             at=parse_time(str(data["at"])),
-            verdict=Verdict(str(data["verdict"])),
+            verdict=MeasurementVerdict(str(data["verdict"])),
             value=None if value is None else float(value),
             requests=None if data.get("requests") is None else int(data["requests"]),
             weight=int(data.get("weight", 0)),
