@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from localcluster import LocalCluster
+from modeldeploy.api.conditions import format_time
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, parse_request
 from modeldeploy.canary.state import (
     HandledRequest,
@@ -30,7 +31,6 @@ from modeldeploy.canary.state import (
     MeasurementVerdict,
     MetricState,
     RolloutState,
-    format_time,
 )
 from support import REPO, kubectl_json, wait_for
 

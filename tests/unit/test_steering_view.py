@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.canary.state import (
     Aborted,
     AbortReason,
@@ -17,7 +18,6 @@ from modeldeploy.canary.state import (
     Pause,
     PauseReason,
     RolloutState,
-    format_time,
 )
 from modeldeploy.steering.view import build_view, plain_bar, render_plain, render_rich, view_to_dict
 

@@ -140,7 +140,9 @@ class EventNote:
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, the way Kubernetes writes metav1.Time."""
+    """RFC 3339 in UTC with a Z, whole seconds, the way Kubernetes writes metav1.Time."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

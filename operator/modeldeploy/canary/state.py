@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy.api.conditions import format_time
+
 MAX_MEASUREMENTS = 10
 """Measurements kept per metric in status (the newest last)."""
 
@@ -28,11 +30,6 @@ def latest(*moments: datetime | None) -> datetime | None:
     """The latest of the moments given (None when none is)."""
     present = [m for m in moments if m is not None]
     return max(present) if present else None
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, whole seconds."""
-    return stamp(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.canary.requests import (
     REQUEST_ANNOTATION,
     Action,
@@ -26,7 +27,6 @@ from modeldeploy.canary.state import (
     Pause,
     PauseReason,
     RolloutState,
-    format_time,
     parse_time,
 )
 
