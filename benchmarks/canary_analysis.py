@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
 
-from modeldeploy.canary.state import Verdict
+from modeldeploy.canary.state import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, Sample, judge
 
 BOUND = 0.01
@@ -60,7 +60,7 @@ DEADLINE_WINDOWS = 20       # progressDeadlineSeconds 600 / interval 30 s
 WINDOW_SIZES = (20, 50, 100, 200, 500)
 TRUTHS = {"good (half the bound)": BOUND / 2, "bad (five times the bound)": BOUND * 5, "broken (30 %)": 0.30}
 
-WindowRule = Callable[[int, int], Verdict]
+WindowRule = Callable[[int, int], MeasurementVerdict]
 
 Z_95 = 1.959963984540054
 """The standard normal quantile of a two-sided 95 % interval."""
@@ -79,25 +79,25 @@ def wilson_interval(events: int, requests: int, z: float = Z_95) -> tuple[float,
 
 
 @functools.cache
-def naive(errors: int, requests: int) -> Verdict:
+def naive(errors: int, requests: int) -> MeasurementVerdict:
     if requests < MIN_REQUESTS:
-        return Verdict.INCONCLUSIVE
-    return Verdict.FAILED if errors / requests > BOUND else Verdict.SUCCESSFUL
+        return MeasurementVerdict.INCONCLUSIVE
+    return MeasurementVerdict.FAILED if errors / requests > BOUND else MeasurementVerdict.SUCCESSFUL
 
 
 @functools.cache
-def wilson(errors: int, requests: int) -> Verdict:
+def wilson(errors: int, requests: int) -> MeasurementVerdict:
     """The same rule as the product's, with the Wilson score interval instead of the exact one."""
     if requests < MIN_REQUESTS:
-        return Verdict.INCONCLUSIVE
+        return MeasurementVerdict.INCONCLUSIVE
     lower, upper = wilson_interval(errors, requests)
     if lower > BOUND:
-        return Verdict.FAILED
-    return Verdict.SUCCESSFUL if upper <= BOUND else Verdict.INCONCLUSIVE
+        return MeasurementVerdict.FAILED
+    return MeasurementVerdict.SUCCESSFUL if upper <= BOUND else MeasurementVerdict.INCONCLUSIVE
 
 
 @functools.cache
-def exact(errors: int, requests: int) -> Verdict:
+def exact(errors: int, requests: int) -> MeasurementVerdict:
     """The product's rule (modeldeploy.canary.verdicts.judge: exact binomial bounds)."""
     return judge("error-rate", Sample(errors / requests, requests, errors), Bounds(max=BOUND),
                  MIN_REQUESTS).verdict
@@ -122,14 +122,15 @@ def rollout(errors: np.ndarray, size: int, rule: WindowRule, pooled: bool) -> tu
             k = int(errors[step, window])
             requests += size
             verdict = rule(k, size)
-            if verdict is Verdict.FAILED:
+            if verdict is MeasurementVerdict.FAILED:
                 failed += 1
                 if failed > FAILURE_LIMIT:
                     return "rolled back", requests
             pool_errors += k
             pool_requests += size
-            if verdict is Verdict.SUCCESSFUL or (
-                pooled and verdict is Verdict.INCONCLUSIVE and rule(pool_errors, pool_requests) is Verdict.SUCCESSFUL
+            if verdict is MeasurementVerdict.SUCCESSFUL or (
+                pooled and verdict is MeasurementVerdict.INCONCLUSIVE
+                and rule(pool_errors, pool_requests) is MeasurementVerdict.SUCCESSFUL
             ):
                 evidence = True
             if evidence and window + 1 >= PAUSE_WINDOWS:

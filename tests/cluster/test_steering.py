@@ -23,14 +23,14 @@ import pytest
 import yaml
 
 from localcluster import LocalCluster
+from modeldeploy.api.conditions import format_time
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, parse_request
 from modeldeploy.canary.state import (
     HandledRequest,
     MeasurementRecord,
+    MeasurementVerdict,
     MetricState,
     RolloutState,
-    Verdict,
-    format_time,
 )
 from support import REPO, kubectl_json, wait_for
 
@@ -173,7 +173,8 @@ def test_status_json_for_scripts(crd: LocalCluster, namespace: str, iris: str) -
     assert (view["canary"], view["step"], view["steps"], view["weight"]) == (CANARY, 1, 3, 50)
 
 
-def measured(seconds_ago: int, value: float, requests: int, verdict: Verdict, weight: int) -> MeasurementRecord:
+def measured(seconds_ago: int, value: float, requests: int, verdict: MeasurementVerdict,
+             weight: int) -> MeasurementRecord:
     return MeasurementRecord(at=started(seconds_ago), verdict=verdict, value=value, requests=requests, weight=weight)
 
 
@@ -190,7 +191,8 @@ def tmux(tmp_path: Path) -> Iterator[list[str]]:
 
 def test_status_watch_in_a_terminal_shows_step_weight_and_measurements_changing(
         crd: LocalCluster, namespace: str, iris: str, tmux: list[str]) -> None:
-    put_status(crd, namespace, at_step(0, 25, 25, (measured(30, 0.0, 41, Verdict.SUCCESSFUL, 25),)), "Progressing",
+    put_status(crd, namespace, at_step(0, 25, 25, (measured(30, 0.0, 41, MeasurementVerdict.SUCCESSFUL, 25),)),
+               "Progressing",
                "canary 1b2c3d4e5f at step 1/3, weight 25 %")
     command = (f"KUBECONFIG={crd.kubeconfig} PATH={os.path.dirname(sys.executable)}:$PATH "
                f"{sys.executable} -m modeldeploy status -w {iris} -n {namespace}")
@@ -203,15 +205,17 @@ def test_status_watch_in_a_terminal_shows_step_weight_and_measurements_changing(
                          message="the view at step 1"))
     assert "asked 25 %  effective 25 %" in first and "41" in first and "Successful" in first
 
-    put_status(crd, namespace, at_step(1, 50, 25, (measured(30, 0.0, 41, Verdict.SUCCESSFUL, 25),
-                                                   measured(1, 0.25, 64, Verdict.FAILED, 25))), "Progressing",
+    put_status(crd, namespace, at_step(1, 50, 25, (measured(30, 0.0, 41, MeasurementVerdict.SUCCESSFUL, 25),
+                                                   measured(1, 0.25, 64, MeasurementVerdict.FAILED, 25))),
+               "Progressing",
                "canary 1b2c3d4e5f at step 2/3, weight 50 %")
     second = str(wait_for(lambda: (lambda text: text if "step 2/3" in text and "Failed" in text else None)(pane()),
                           timeout=30, message="the view at step 2 with a failed measurement"))
     assert "asked 50 %  effective 25 %" in second and "0.25" in second and "64" in second
 
-    put_status(crd, namespace, at_step(1, 50, 50, (measured(30, 0.0, 41, Verdict.SUCCESSFUL, 25),
-                                                   measured(1, 0.25, 64, Verdict.FAILED, 25))), "Progressing")
+    put_status(crd, namespace, at_step(1, 50, 50, (measured(30, 0.0, 41, MeasurementVerdict.SUCCESSFUL, 25),
+                                                   measured(1, 0.25, 64, MeasurementVerdict.FAILED, 25))),
+               "Progressing")
     wait_for(lambda: "asked 50 %  effective 50 %" in pane() or None, timeout=30, message="the effective weight")
 
 

@@ -17,7 +17,7 @@ from local_prometheus import Exporter, Prometheus, start_prometheus
 
 from modeldeploy.api.spec import Metric, PrometheusProvider
 from modeldeploy.canary.decide import Measurement
-from modeldeploy.canary.state import Verdict
+from modeldeploy.canary.state import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, judge
 from modeldeploy.metrics import OperatorAccess, PrometheusMetrics, build_providers
 from modeldeploy.metrics.base import ProviderError, Target
@@ -54,10 +54,10 @@ def measure(address: str, query: str, *, name: str = "iris", timeout: float = 10
     return asyncio.run(run())
 
 
-def verdict(measurement: Measurement) -> Verdict:
+def verdict(measurement: Measurement) -> MeasurementVerdict:
     """What the canary rules make of a measurement (an error never reaches judge: it is an Error)."""
     if measurement.error is not None:
-        return Verdict.ERROR
+        return MeasurementVerdict.ERROR
     assert measurement.canary is not None
     return judge("p99", measurement.canary, Bounds(max=250.0), min_requests=20).verdict
 
@@ -78,7 +78,7 @@ def test_one_sample_with_every_placeholder_filled_in_is_the_value(prometheus: Pr
     measurement = measure(prometheus.address, SERIES, name="one")
     assert measurement.error is None
     assert measurement.canary is not None and measurement.canary.value == 120.0
-    assert verdict(measurement) is Verdict.SUCCESSFUL
+    assert verdict(measurement) is MeasurementVerdict.SUCCESSFUL
 
 
 def test_interval_is_the_window_as_a_promql_duration(prometheus: Prometheus, exporter: Exporter) -> None:
@@ -93,7 +93,7 @@ def test_interval_is_the_window_as_a_promql_duration(prometheus: Prometheus, exp
 def test_a_value_out_of_bounds_fails(prometheus: Prometheus, exporter: Exporter) -> None:
     exporter.set(900.0, name="slow")
     wait_for(lambda: stored(prometheus, "slow", 900.0) or None, timeout=30, message="the scrape")
-    assert verdict(measure(prometheus.address, SERIES, name="slow")) is Verdict.FAILED
+    assert verdict(measure(prometheus.address, SERIES, name="slow")) is MeasurementVerdict.FAILED
 
 
 def test_nan_is_never_a_pass(prometheus: Prometheus, exporter: Exporter) -> None:
@@ -101,19 +101,19 @@ def test_nan_is_never_a_pass(prometheus: Prometheus, exporter: Exporter) -> None
     wait_for(lambda: stored(prometheus, "nan", float("nan")) or None, timeout=30, message="the scrape")
     measurement = measure(prometheus.address, SERIES, name="nan")
     assert measurement.error is None
-    assert verdict(measurement) is Verdict.INCONCLUSIVE
+    assert verdict(measurement) is MeasurementVerdict.INCONCLUSIVE
 
 
 def test_infinity_is_never_a_pass(prometheus: Prometheus) -> None:
-    assert verdict(measure(prometheus.address, "vector(1) / 0")) is Verdict.INCONCLUSIVE
-    assert verdict(measure(prometheus.address, "-1 / 0")) is Verdict.INCONCLUSIVE  # a scalar
+    assert verdict(measure(prometheus.address, "vector(1) / 0")) is MeasurementVerdict.INCONCLUSIVE
+    assert verdict(measure(prometheus.address, "-1 / 0")) is MeasurementVerdict.INCONCLUSIVE  # a scalar
 
 
 def test_an_empty_result_is_never_a_pass(prometheus: Prometheus) -> None:
     measurement = measure(prometheus.address, SERIES, name="no-such-deployment")
     assert measurement.error is None
     assert measurement.canary is not None and measurement.canary.value is None
-    assert verdict(measurement) is Verdict.INCONCLUSIVE
+    assert verdict(measurement) is MeasurementVerdict.INCONCLUSIVE
 
 
 def test_several_samples_are_an_error(prometheus: Prometheus, exporter: Exporter) -> None:
@@ -123,7 +123,7 @@ def test_several_samples_are_an_error(prometheus: Prometheus, exporter: Exporter
              message="both series")
     measurement = measure(prometheus.address, 'modeldeploy_test_value{name="{{name}}"}', name="many")
     assert measurement.error is not None and "2 samples" in measurement.error
-    assert verdict(measurement) is Verdict.ERROR
+    assert verdict(measurement) is MeasurementVerdict.ERROR
 
 
 def test_a_promql_error_is_an_error_naming_it(prometheus: Prometheus) -> None:
@@ -151,7 +151,7 @@ def test_prometheus_stopped_is_an_error(exporter: Exporter, tmp_path: Path) -> N
         running.stop()
     measurement = measure(running.address, "vector(3)")
     assert measurement.error is not None and "127.0.0.1" in measurement.error
-    assert verdict(measurement) is Verdict.ERROR
+    assert verdict(measurement) is MeasurementVerdict.ERROR
 
 
 def test_an_endpoint_that_never_answers_times_out_as_an_error() -> None:

@@ -21,7 +21,7 @@ from test_archive_serving import iris_request, iris_rows, serving_directory
 from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.archives import build_archive
-from modeldeploy.canary.state import Verdict
+from modeldeploy.canary.state import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, judge
 from modeldeploy.metrics import Pod, Target
 from modeldeploy.metrics.torchserve import TorchServeMetrics
@@ -83,7 +83,7 @@ def test_a_faulty_archive_answers_30_percent_5xx_and_the_provider_counts_them(
             assert measured.canary is not None
             assert (measured.canary.requests, measured.canary.events) == (100, 30), measured.canary
             judgement = judge("error-rate", measured.canary, Bounds(max=0.01), 20)
-            assert judgement.verdict is Verdict.FAILED, judgement.message
+            assert judgement.verdict is MeasurementVerdict.FAILED, judgement.message
 
             await measure(LATENCY, "iris-slow", later, later)
             assert all(server.predict("iris-slow", {"data": rows[:2]})[0] == 200 for _ in range(10))

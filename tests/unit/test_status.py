@@ -10,7 +10,7 @@ from modeldeploy.api.conditions import (
     ConditionType,
     Phase,
     Reason,
-    Verdict,
+    ReconcileOutcome,
     format_time,
     merge_conditions,
 )
@@ -27,9 +27,9 @@ from modeldeploy.api.status import (
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
 
-BUILDING = Verdict.of(Phase.PENDING, Reason.ARCHIVE_BUILDING, "building the archive", progressing=True)
-MISSING = Verdict.of(Phase.PENDING, Reason.REFERENCE_NOT_FOUND, 'PersistentVolumeClaim "models" not found',
-                     degraded=True)
+BUILDING = ReconcileOutcome.of(Phase.PENDING, Reason.ARCHIVE_BUILDING, "building the archive", progressing=True)
+MISSING = ReconcileOutcome.of(Phase.PENDING, Reason.REFERENCE_NOT_FOUND, 'PersistentVolumeClaim "models" not found',
+                              degraded=True)
 ARCHIVE = ArchiveStatus(revision="abc1234567", build_key="abcdef012345", inputs_digest="d" * 64,
                         sha256="a" * 64, uri="pvc://model-store/x/iris.mar", format="zip-store", bytes=14694)
 
@@ -54,8 +54,8 @@ def test_a_first_status_carries_every_condition_with_generation_and_time() -> No
 
 def test_last_transition_time_stays_while_the_status_does_not_flip() -> None:
     first = desired_status(Status(), BUILDING, generation=1, now=T0)
-    again = desired_status(first, Verdict.of(Phase.PENDING, Reason.ARCHIVE_BUILDING, "still building",
-                                             progressing=True), generation=2, now=T1)
+    again = desired_status(first, ReconcileOutcome.of(Phase.PENDING, Reason.ARCHIVE_BUILDING, "still building",
+                                                      progressing=True), generation=2, now=T1)
 
     ready = again.condition(ConditionType.READY)
     assert ready is not None
@@ -80,7 +80,7 @@ def test_last_transition_time_moves_only_for_the_conditions_that_flip() -> None:
 
 def test_stalled_is_true_only_where_the_operator_cannot_get_further_alone() -> None:
     for phase in Phase:
-        verdict = Verdict.of(phase, "Why", "message")
+        verdict = ReconcileOutcome.of(phase, "Why", "message")
         stalled = verdict.condition(ConditionType.STALLED)
         assert stalled is not None
         assert stalled.status is (phase in {Phase.FAILED, Phase.ROLLED_BACK}), phase
@@ -162,7 +162,7 @@ def test_a_partial_archive_in_status_reads_as_no_archive() -> None:
 
 
 def test_verdict_overrides_replace_single_conditions() -> None:
-    verdict = Verdict.of(Phase.DEPLOYING, "Deploying", "pods starting", progressing=True, overrides=[
+    verdict = ReconcileOutcome.of(Phase.DEPLOYING, "Deploying", "pods starting", progressing=True, overrides=[
         ConditionState(ConditionType.ARCHIVE_READY, True, "ArchiveBuilt", "archive sha256 0123")])
 
     archive = verdict.condition(ConditionType.ARCHIVE_READY)

@@ -1,6 +1,6 @@
 """Phases, standard conditions and verdicts: what a reconcile concludes, as pure values.
 
-A reconcile ends with a `Verdict` (a phase and the state of each standard condition).
+A reconcile ends with a `ReconcileOutcome` (a phase and the state of each standard condition).
 `merge_conditions` renders it into the object's conditions, keeping each condition's
 lastTransitionTime unless its status flips, and keeping conditions owned by others untouched
 (api/status.py builds the whole status from it).
@@ -71,7 +71,7 @@ class ConditionState:
 
 
 @dataclasses.dataclass(frozen=True)
-class Verdict:
+class ReconcileOutcome:
     """What one reconcile concluded: a phase, the standard conditions, and when to look again."""
 
     phase: Phase
@@ -91,7 +91,7 @@ class Verdict:
         archive_ready: bool | None = False,
         requeue_after: float | None = None,
         overrides: Sequence[ConditionState] = (),
-    ) -> Verdict:
+    ) -> ReconcileOutcome:
         """A verdict whose conditions share one reason and message, except the `overrides`; Stalled follows
         the phase."""
         states = {
@@ -114,7 +114,9 @@ class Verdict:
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, the way Kubernetes writes metav1.Time."""
+    """RFC 3339 in UTC with a Z, whole seconds, the way Kubernetes writes metav1.Time."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from modeldeploy.api.conditions import (
     ConditionType,
     Phase,
-    Verdict,
+    ReconcileOutcome,
     find_condition,
     merge_conditions,
 )
@@ -220,7 +220,7 @@ def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def desired_status(current: Status, verdict: Verdict, *, generation: int, now: datetime) -> Status:
+def desired_status(current: Status, verdict: ReconcileOutcome, *, generation: int, now: datetime) -> Status:
     """`current` (with the fields the steps set) as it should be after this verdict.
 
     Each condition keeps its lastTransitionTime unless its status flips; others' conditions stay.

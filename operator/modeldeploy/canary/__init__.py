@@ -19,7 +19,7 @@ from modeldeploy.canary.requests import (
 )
 from modeldeploy.canary.rules import ROLLBACK_RULES, Abort, first_abort
 from modeldeploy.canary.schedule import MeasurementDue, due_metrics, next_measurements
-from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict
+from modeldeploy.canary.state import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample, Share, judge
 from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split
@@ -36,6 +36,7 @@ __all__ = [
     "ManualRequest",
     "Measurement",
     "MeasurementDue",
+    "MeasurementVerdict",
     "MetricPolicy",
     "Observations",
     "PauseReason",
@@ -49,7 +50,6 @@ __all__ = [
     "Share",
     "Split",
     "TrafficRouter",
-    "Verdict",
     "decide",
     "desired_replicas",
     "due_metrics",

@@ -17,9 +17,9 @@ from modeldeploy.canary.inputs import Measurement, MetricPolicy, Policy
 from modeldeploy.canary.state import (
     MAX_MEASUREMENTS,
     MeasurementRecord,
+    MeasurementVerdict,
     MetricState,
     RolloutState,
-    Verdict,
     latest,
     stamp,
 )
@@ -62,7 +62,7 @@ def fold(counters: MetricState, measurement: Measurement, metric: MetricPolicy, 
     """
     at = stamp(measurement.at)
     if measurement.error is not None:
-        record = MeasurementRecord(at=at, verdict=Verdict.ERROR, weight=weight, message=measurement.error)
+        record = MeasurementRecord(at=at, verdict=MeasurementVerdict.ERROR, weight=weight, message=measurement.error)
         return Folded(_kept(dataclasses.replace(counters, consecutive_errors=counters.consecutive_errors + 1,
                                                 last_error_at=at), record))
     canary = measurement.canary
@@ -77,23 +77,23 @@ def fold(counters: MetricState, measurement: Measurement, metric: MetricPolicy, 
         # traffic shows "below the bound" in a few windows instead of never. Failures stay per window.
         counters = dataclasses.replace(counters, step_requests=counters.step_requests + share.requests,
                                        step_events=counters.step_events + share.events)
-        if judgement.verdict is Verdict.INCONCLUSIVE and counters.step_requests > share.requests:
+        if judgement.verdict is MeasurementVerdict.INCONCLUSIVE and counters.step_requests > share.requests:
             pooled = judge(f"{metric.name} over this step's windows",
                            Sample(counters.step_events / counters.step_requests, counters.step_requests,
                                   counters.step_events),
                            metric.bounds, min_requests)
-            if pooled.verdict is Verdict.SUCCESSFUL:
+            if pooled.verdict is MeasurementVerdict.SUCCESSFUL:
                 judgement = pooled
     finite = canary.value if canary.value is not None and math.isfinite(canary.value) else None
     message = judgement.message
-    if judgement.verdict is Verdict.SUCCESSFUL and not eligible:
+    if judgement.verdict is MeasurementVerdict.SUCCESSFUL and not eligible:
         message += f" (not evidence: the window began before weight {served} % was served)"
     record = MeasurementRecord(at=at, verdict=judgement.verdict, value=finite, requests=canary.requests,
                                weight=weight, message=message)
     counters = dataclasses.replace(counters, consecutive_errors=0, last_at=at)
-    if judgement.verdict is Verdict.FAILED:
+    if judgement.verdict is MeasurementVerdict.FAILED:
         return Folded(_kept(dataclasses.replace(counters, failed=counters.failed + 1), record), judgement.message)
-    if judgement.verdict is Verdict.INCONCLUSIVE:
+    if judgement.verdict is MeasurementVerdict.INCONCLUSIVE:
         counters = dataclasses.replace(counters, inconclusive=counters.inconclusive + 1)
     elif eligible:
         counters = dataclasses.replace(counters, successes_at_step=counters.successes_at_step + 1)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 from modeldeploy.canary.counters import Failure
 from modeldeploy.canary.inputs import MetricPolicy, Policy, RoleStatus
 from modeldeploy.canary.requests import ManualRequest
-from modeldeploy.canary.state import AbortReason, RolloutState, Verdict
+from modeldeploy.canary.state import AbortReason, MeasurementVerdict, RolloutState
 from modeldeploy.canary.transitions import paused_by_user
 from modeldeploy.canary.weights import Split
 
@@ -111,7 +111,7 @@ def analysis_failed(facts: Facts, metric: MetricPolicy) -> Abort | None:
         return None
     detail = next((f.message for f in reversed(facts.findings.failures) if f.metric == metric.name), None)
     if detail is None:
-        detail = next((r.message for r in reversed(counters.measurements) if r.verdict is Verdict.FAILED),
+        detail = next((r.message for r in reversed(counters.measurements) if r.verdict is MeasurementVerdict.FAILED),
                       metric.name)
     return Abort(AbortReason.ANALYSIS_FAILED,
                  f"{detail}; {counters.failed} failed measurements, more than failureLimit {limit}")

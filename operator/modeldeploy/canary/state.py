@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.api.events import EventReason
 
 MAX_MEASUREMENTS = 10
@@ -32,11 +33,6 @@ def latest(*moments: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, whole seconds."""
-    return stamp(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 time (Z or an offset); the result is in UTC."""
     return stamp(datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")))
@@ -52,7 +48,7 @@ def _put_time(out: dict[str, Any], key: str, value: datetime | None) -> None:
         out[key] = format_time(value)
 
 
-class Verdict(enum.StrEnum):
+class MeasurementVerdict(enum.StrEnum):
     """What one measurement of one metric says (DESIGN.md's table)."""
 
     SUCCESSFUL = "Successful"
@@ -77,7 +73,7 @@ class MeasurementRecord:
     """One measurement as kept in status."""
 
     at: datetime
-    verdict: Verdict
+    verdict: MeasurementVerdict
     value: float | None = None
     requests: int | None = None
     weight: int = 0
@@ -98,7 +94,7 @@ class MeasurementRecord:
         value = data.get("value")
         return cls(
             at=parse_time(str(data["at"])),
-            verdict=Verdict(str(data["verdict"])),
+            verdict=MeasurementVerdict(str(data["verdict"])),
             value=None if value is None else float(value),
             requests=None if data.get("requests") is None else int(data["requests"]),
             weight=int(data.get("weight", 0)),

@@ -21,7 +21,7 @@ import dataclasses
 import math
 from typing import NamedTuple
 
-from modeldeploy.canary.state import Verdict
+from modeldeploy.canary.state import MeasurementVerdict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Sample:
 class Judgement:
     """A verdict and a sentence a user can act on (metric value, interval, bound)."""
 
-    verdict: Verdict
+    verdict: MeasurementVerdict
     message: str
     bound: float | None = None
 
@@ -121,16 +121,17 @@ def _usable(sample: Sample) -> bool:
     return sample.value is not None and math.isfinite(sample.value)
 
 
-def _compare(low: float, high: float, minimum: float | None, maximum: float | None) -> tuple[Verdict, float | None]:
+def _compare(low: float, high: float, minimum: float | None,
+             maximum: float | None) -> tuple[MeasurementVerdict, float | None]:
     """Failed when [low, high] lies wholly outside the bounds, Successful when wholly inside."""
     if maximum is not None and low > maximum:
-        return Verdict.FAILED, maximum
+        return MeasurementVerdict.FAILED, maximum
     if minimum is not None and high < minimum:
-        return Verdict.FAILED, minimum
+        return MeasurementVerdict.FAILED, minimum
     inside = (maximum is None or high <= maximum) and (minimum is None or low >= minimum)
     if inside:
-        return Verdict.SUCCESSFUL, None
-    return Verdict.INCONCLUSIVE, maximum if maximum is not None and high > maximum else minimum
+        return MeasurementVerdict.SUCCESSFUL, None
+    return MeasurementVerdict.INCONCLUSIVE, maximum if maximum is not None and high > maximum else minimum
 
 
 def _interval(sample: Sample) -> tuple[float, float]:
@@ -151,16 +152,16 @@ def _describe(name: str, sample: Sample, low: float, high: float) -> str:
 def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int) -> Judgement:
     """The verdict of one measurement of metric `name` (Successful, Failed or Inconclusive)."""
     if not _usable(canary):
-        return Judgement(Verdict.INCONCLUSIVE, f"{name}: no value ({canary.value})")
+        return Judgement(MeasurementVerdict.INCONCLUSIVE, f"{name}: no value ({canary.value})")
     if canary.requests is not None and canary.requests < min_requests:
-        return Judgement(Verdict.INCONCLUSIVE,
+        return Judgement(MeasurementVerdict.INCONCLUSIVE,
                          f"{name}: {canary.requests} requests, fewer than minRequests {min_requests}")
     low, high = _interval(canary)
     text = _describe(name, canary, low, high)
     verdict, bound = _compare(low, high, bounds.min, bounds.max)
-    if verdict is Verdict.FAILED:
+    if verdict is MeasurementVerdict.FAILED:
         side = "above max" if bound == bounds.max else "below min"
         return Judgement(verdict, f"{text}, {side} {bound:g}", bound)
-    if verdict is Verdict.SUCCESSFUL:
+    if verdict is MeasurementVerdict.SUCCESSFUL:
         return Judgement(verdict, f"{text}, within bounds")
     return Judgement(verdict, f"{text}, not yet decisive against {bound:g}", bound)

@@ -1,7 +1,7 @@
 """The reconcile: a chain of ensure-steps, each returning early while its part of the world is not settled.
 
 A step looks at the parsed object, its status and the cluster, makes at most one part of the world as
-desired, and returns a `Verdict` when the chain must stop there (something is missing, building, or
+desired, and returns a `ReconcileOutcome` when the chain must stop there (something is missing, building, or
 still starting), or None when its part is settled. The chain's end means everything is settled.
 
 `reconcile_and_report` then writes the verdict to status only when something changed, with the
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldeploy.api.conditions import Phase, Reason, Verdict, format_time
+from modeldeploy.api.conditions import Phase, Reason, ReconcileOutcome, format_time
 from modeldeploy.api.events import Event
 from modeldeploy.api.revision import build_key_of, revision_of
 from modeldeploy.api.spec import SpecError, parse
@@ -34,26 +34,26 @@ MAX_CONFLICT_RETRIES = 3
 
 STEPS: tuple[Step, ...] = (ensure_references_exist, ensure_archive, ensure_rollout)
 """The chain, in order: references, then the archive, then the rollout (the first revision straight to
-stable, later ones through a canary). Each returns a Verdict (with `requeue_after` while something
+stable, later ones through a canary). Each returns a ReconcileOutcome (with `requeue_after` while something
 moves) or None once its part is settled, and sets the typed status fields it owns on `ctx.status`."""
 
 
-def settled_verdict(ctx: ReconcileContext) -> Verdict:
+def settled_verdict(ctx: ReconcileContext) -> ReconcileOutcome:
     """Every step is settled: the revision is served."""
-    return Verdict.of(Phase.HEALTHY, Reason.READY, f"Revision {ctx.revision.short} is served",
-                      ready=True, archive_ready=True)
+    return ReconcileOutcome.of(Phase.HEALTHY, Reason.READY, f"Revision {ctx.revision.short} is served",
+                               ready=True, archive_ready=True)
 
 
-def invalid_spec_verdict(error: SpecError) -> Verdict:
+def invalid_spec_verdict(error: SpecError) -> ReconcileOutcome:
     """A spec the domain cannot act on: nothing changes in the cluster until the spec is fixed."""
-    return Verdict.of(Phase.FAILED, Reason.INVALID_SPEC, f"Invalid spec: {error}", degraded=True)
+    return ReconcileOutcome.of(Phase.FAILED, Reason.INVALID_SPEC, f"Invalid spec: {error}", degraded=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """The result of one reconcile: the verdict, and the status the steps left (before the verdict)."""
 
-    verdict: Verdict
+    verdict: ReconcileOutcome
     generation: int
     status: Status
     notes: tuple[Event, ...] = ()

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from modeldeploy.api.conditions import Verdict
+from modeldeploy.api.conditions import ReconcileOutcome
 from modeldeploy.api.events import Event
 from modeldeploy.api.revision import Digest
 from modeldeploy.api.spec import ModelDeployment
@@ -109,5 +109,5 @@ class ReconcileContext:
         return self.cluster.children
 
 
-Step = Callable[[ReconcileContext], Awaitable[Verdict | None]]
-"""One step of the chain: None once its part of the world is settled, else the Verdict that stops the chain."""
+Step = Callable[[ReconcileContext], Awaitable[ReconcileOutcome | None]]
+"""One step of the chain: None once its part of the world is settled, else the ReconcileOutcome that stops the chain."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from modeldeploy.api.conditions import Phase, Reason, Verdict
+from modeldeploy.api.conditions import Phase, Reason, ReconcileOutcome
 from modeldeploy.reconcile.context import ReconcileContext
 
 
-async def ensure_references_exist(ctx: ReconcileContext) -> Verdict | None:
+async def ensure_references_exist(ctx: ReconcileContext) -> ReconcileOutcome | None:
     """Stop, naming the field, while a referenced PersistentVolumeClaim or Secret does not exist."""
     md = ctx.deployment
     missing: list[str] = []
@@ -20,4 +20,4 @@ async def ensure_references_exist(ctx: ReconcileContext) -> Verdict | None:
     if not missing:
         return None
     message = f"Not found in namespace {md.namespace}: {'; '.join(missing)}"
-    return Verdict.of(Phase.PENDING, Reason.REFERENCE_NOT_FOUND, message, degraded=True)
+    return ReconcileOutcome.of(Phase.PENDING, Reason.REFERENCE_NOT_FOUND, message, degraded=True)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modeldeploy import serving
-from modeldeploy.api.conditions import Phase, Reason, Verdict
+from modeldeploy.api.conditions import Phase, Reason, ReconcileOutcome
 from modeldeploy.api.labels import (
     LABEL_REVISION,
     LABEL_ROLE,
@@ -216,7 +216,7 @@ def _record(ctx: ReconcileContext, decision: Decision, archive: ArchiveStatus) -
     ctx.notes.extend(decision.events)
 
 
-def _verdict(decision: Decision, canary_problem: str) -> Verdict:
+def _verdict(decision: Decision, canary_problem: str) -> ReconcileOutcome:
     """The phase and the kstatus conditions of a rollout that is not settled.
 
     Progressing/Paused: Ready False, Progressing True. Rolling back: Degraded True, Progressing True.
@@ -230,25 +230,25 @@ def _verdict(decision: Decision, canary_problem: str) -> Verdict:
         message = f"{message}; canary pods not ready: {canary_problem}"
     aborted = state.aborted.reason if state.aborted is not None else Reason.ROLLING_BACK
     if decision.phase is Phase.ROLLED_BACK:
-        return Verdict.of(Phase.ROLLED_BACK, aborted, message, degraded=True, archive_ready=True,
-                          requeue_after=requeue)
+        return ReconcileOutcome.of(Phase.ROLLED_BACK, aborted, message, degraded=True, archive_ready=True,
+                                   requeue_after=requeue)
     if decision.phase is Phase.DEGRADED:
-        return Verdict.of(Phase.DEGRADED, aborted, message, degraded=True, progressing=True, archive_ready=True,
-                          requeue_after=requeue)
+        return ReconcileOutcome.of(Phase.DEGRADED, aborted, message, degraded=True, progressing=True,
+                                   archive_ready=True, requeue_after=requeue)
     if decision.phase is Phase.PAUSED:
-        return Verdict.of(Phase.PAUSED, Reason.CANARY_PAUSED, message, progressing=True, archive_ready=True,
-                          requeue_after=requeue)
+        return ReconcileOutcome.of(Phase.PAUSED, Reason.CANARY_PAUSED, message, progressing=True, archive_ready=True,
+                                   requeue_after=requeue)
     if state.promoting:
         reason = Reason.PROMOTING
     elif state.canary_revision is not None:
         reason = Reason.CANARY_PROGRESSING
     else:
         reason = Reason.PODS_NOT_READY
-    return Verdict.of(Phase.PROGRESSING, reason, message, progressing=True, archive_ready=True,
-                      requeue_after=requeue)
+    return ReconcileOutcome.of(Phase.PROGRESSING, reason, message, progressing=True, archive_ready=True,
+                               requeue_after=requeue)
 
 
-async def ensure_rollout(ctx: ReconcileContext) -> Verdict | None:
+async def ensure_rollout(ctx: ReconcileContext) -> ReconcileOutcome | None:
     """The spec's revision is served: straight to stable the first time, else through a canary."""
     md, children = ctx.deployment, ctx.children
     archive = ctx.status.archive

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modeldeploy import serving
-from modeldeploy.api.conditions import ConditionState, ConditionType, Phase, Reason, Verdict
+from modeldeploy.api.conditions import ConditionState, ConditionType, Phase, Reason, ReconcileOutcome
 from modeldeploy.api.labels import LABEL_REVISION, other_revisions, role_revision_pods
 from modeldeploy.api.revision import Role
 from modeldeploy.api.status import ArchiveStatus
@@ -65,7 +65,7 @@ async def serving_problem(children: Children, namespace: str,
 
 
 async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archive: ArchiveStatus,
-                         replicas: int) -> Verdict | None:
+                         replicas: int) -> ReconcileOutcome | None:
     """`revision` is served in `role` by `replicas` ready pods verifying `archive`; records it in status."""
     md, children = ctx.deployment, ctx.children
     deployment = await apply_role(ctx, role, revision, archive, replicas)
@@ -83,20 +83,20 @@ async def ensure_serving(ctx: ReconcileContext, role: Role, revision: str, archi
     problem = await serving_problem(children, md.namespace, pods)
     if problem is not None:
         reason, message = problem
-        return Verdict.of(Phase.DEGRADED, reason, message, degraded=True, progressing=True,
-                          overrides=(archive_ok,), requeue_after=PROBLEM_POLL_SECONDS)
+        return ReconcileOutcome.of(Phase.DEGRADED, reason, message, degraded=True, progressing=True,
+                                   overrides=(archive_ok,), requeue_after=PROBLEM_POLL_SECONDS)
     deadline = progress_deadline_exceeded(deployment)
     if deadline is not None:
-        return Verdict.of(Phase.DEGRADED, Reason.PROGRESS_DEADLINE_EXCEEDED, deadline, degraded=True,
-                          overrides=(archive_ok,), requeue_after=PROBLEM_POLL_SECONDS)
+        return ReconcileOutcome.of(Phase.DEGRADED, Reason.PROGRESS_DEADLINE_EXCEEDED, deadline, degraded=True,
+                                   overrides=(archive_ok,), requeue_after=PROBLEM_POLL_SECONDS)
     status = deployment.get("status") or {}
     message = (f"Revision {revision}: {status.get('availableReplicas', 0)}/{replicas} pods ready "
                f"in Deployment {deployment_name}")
     stuck = waiting_problem(pods)
     if stuck:
         message = f"{message}; a pod cannot start: {stuck}"
-    return Verdict.of(Phase.DEPLOYING, Reason.PODS_NOT_READY, message, progressing=True, degraded=stuck is not None,
-                      overrides=(archive_ok,), requeue_after=POLL_SECONDS)
+    return ReconcileOutcome.of(Phase.DEPLOYING, Reason.PODS_NOT_READY, message, progressing=True,
+                               degraded=stuck is not None, overrides=(archive_ok,), requeue_after=POLL_SECONDS)
 
 
 async def remove_other_revisions(children: Children, namespace: str, name: str, *revisions: str) -> None:

@@ -16,8 +16,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.api.spec import Rollout, SpecError, parse_spec
-from modeldeploy.canary.state import PauseReason, Verdict, format_time, parse_time
+from modeldeploy.canary.state import MeasurementVerdict, PauseReason, parse_time
 from modeldeploy.steering.plan import event_time, phase_line, rollout_of, short
 
 BAR_WIDTH = 40
@@ -261,10 +262,10 @@ def render_plain(view: View) -> str:
 
 
 VERDICT_STYLES = {
-    Verdict.SUCCESSFUL.value: "green",
-    Verdict.FAILED.value: "bold red",
-    Verdict.INCONCLUSIVE.value: "yellow",
-    Verdict.ERROR.value: "magenta",
+    MeasurementVerdict.SUCCESSFUL.value: "green",
+    MeasurementVerdict.FAILED.value: "bold red",
+    MeasurementVerdict.INCONCLUSIVE.value: "yellow",
+    MeasurementVerdict.ERROR.value: "magenta",
 }
 
 PHASE_STYLES = {

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modeldeploy.api.conditions import Phase
+from modeldeploy.api.conditions import Phase, format_time
 from modeldeploy.api.spec import RolloutStep, parse_spec
 from modeldeploy.canary.decide import (
     Decision,
@@ -25,7 +25,7 @@ from modeldeploy.canary.decide import (
     due_metrics,
 )
 from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest, RequestError
-from modeldeploy.canary.state import AbortReason, PauseReason, RolloutState, Verdict, format_time
+from modeldeploy.canary.state import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.canary.verdicts import Bounds, Sample
 from modeldeploy.canary.weights import Split
 from modeldeploy.routers import ReplicasRouter, router_for
@@ -330,7 +330,8 @@ def test_an_error_is_retried_after_10_seconds_and_a_success_resets_the_streak() 
     counters = world.state.metric("error-rate")
     assert counters.consecutive_errors == 0 and counters.inconclusive == 1 and counters.failed == 0
     assert world.state.canary_revision == V2
-    assert [m.verdict for m in counters.measurements] == [Verdict.ERROR] * 4 + [Verdict.INCONCLUSIVE]
+    assert [m.verdict for m in counters.measurements] == ([MeasurementVerdict.ERROR] * 4
+                                                          + [MeasurementVerdict.INCONCLUSIVE])
 
 
 def test_canary_pods_never_ready_abort_at_the_progress_deadline_with_their_reason() -> None:
@@ -606,7 +607,8 @@ def test_a_good_canary_behind_little_traffic_earns_evidence_from_the_steps_poole
         world.wait(30)
         world.measure(Sample(0.0, 150, 0))         # 0 in 150: alone, the upper bound is 2.5 %
     verdicts = [m.verdict for m in world.state.metric("error-rate").measurements]
-    assert verdicts == [Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE, Verdict.SUCCESSFUL]   # 0 in 450: 0.85 %
+    assert verdicts == [MeasurementVerdict.INCONCLUSIVE, MeasurementVerdict.INCONCLUSIVE,
+                        MeasurementVerdict.SUCCESSFUL]   # 0 in 450: 0.85 %
     assert "over this step's windows" in world.state.metric("error-rate").measurements[-1].message
     assert world.state.step_index == 1
     assert world.state.metric("error-rate").step_requests == 0   # the next step pools afresh

@@ -33,11 +33,11 @@ from modeldeploy.canary.rules import (
 from modeldeploy.canary.state import (
     AbortReason,
     MeasurementRecord,
+    MeasurementVerdict,
     MetricState,
     Pause,
     PauseReason,
     RolloutState,
-    Verdict,
 )
 from modeldeploy.canary.verdicts import Bounds
 from modeldeploy.canary.weights import Split
@@ -72,12 +72,12 @@ def abort_request(by: str = "") -> ManualRequest:
 
 
 def errors(count: int, last: str = "connection refused") -> MetricState:
-    record = MeasurementRecord(at=T0, verdict=Verdict.ERROR, message=last)
+    record = MeasurementRecord(at=T0, verdict=MeasurementVerdict.ERROR, message=last)
     return MetricState(consecutive_errors=count, measurements=(record,) if count else ())
 
 
 def failed(count: int, message: str = "error-rate = 0.3 over 100 requests, above max 0.01") -> MetricState:
-    record = MeasurementRecord(at=T0, verdict=Verdict.FAILED, value=0.3, requests=100, message=message)
+    record = MeasurementRecord(at=T0, verdict=MeasurementVerdict.FAILED, value=0.3, requests=100, message=message)
     return MetricState(failed=count, measurements=(record,) if count else ())
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.canary.requests import (
     REQUEST_ANNOTATION,
     Action,
@@ -21,12 +22,11 @@ from modeldeploy.canary.state import (
     AbortReason,
     HandledRequest,
     MeasurementRecord,
+    MeasurementVerdict,
     MetricState,
     Pause,
     PauseReason,
     RolloutState,
-    Verdict,
-    format_time,
     parse_time,
 )
 
@@ -40,8 +40,8 @@ def test_a_full_state_round_trips_through_camel_case_json() -> None:
         pause=Pause(PauseReason.USER, T0),
         metrics={"error-rate": MetricState(
             failed=1, inconclusive=2, consecutive_errors=0, successes_at_step=1, last_at=T0,
-            measurements=(MeasurementRecord(T0, Verdict.FAILED, 0.3, 100, 25, "error-rate = 0.3"),
-                          MeasurementRecord(T0, Verdict.INCONCLUSIVE, math.nan, 0, 25)))},
+            measurements=(MeasurementRecord(T0, MeasurementVerdict.FAILED, 0.3, 100, 25, "error-rate = 0.3"),
+                          MeasurementRecord(T0, MeasurementVerdict.INCONCLUSIVE, math.nan, 0, 25)))},
         aborted=Aborted("0a0a0a0a0a", AbortReason.ANALYSIS_FAILED, "error-rate = 0.3", T0),
         last_request=HandledRequest("pause", "1b2c3d4e5f", "2026-11-26T02:00:00Z"),
     )
@@ -91,7 +91,8 @@ def test_the_summary_fills_the_status_fields_the_crd_already_has() -> None:
     state = RolloutState(
         stable_revision="7f3a9c01de", canary_revision="1b2c3d4e5f", step_index=1, effective_weight=50,
         metrics={"error-rate": MetricState(failed=1, consecutive_errors=2, inconclusive=3,
-                                           measurements=(MeasurementRecord(T0, Verdict.FAILED, 0.3, 100, 25),))},
+                                           measurements=(MeasurementRecord(T0, MeasurementVerdict.FAILED, 0.3,
+                                                                           100, 25),))},
     )
     summary = state.summary()
     assert (summary["stableRevision"], summary["canaryRevision"], summary["currentStep"], summary["canaryWeight"]) \

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, parse_request
 from modeldeploy.canary.state import (
     Aborted,
@@ -16,7 +17,6 @@ from modeldeploy.canary.state import (
     Pause,
     PauseReason,
     RolloutState,
-    format_time,
 )
 from modeldeploy.steering.plan import (
     Refusal,

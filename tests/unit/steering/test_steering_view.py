@@ -8,16 +8,16 @@ from typing import Any
 
 from rich.console import Console
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.canary.state import (
     Aborted,
     AbortReason,
     MeasurementRecord,
+    MeasurementVerdict,
     MetricState,
     Pause,
     PauseReason,
     RolloutState,
-    Verdict,
-    format_time,
 )
 from modeldeploy.steering.view import build_view, plain_bar, render_plain, render_rich, view_to_dict
 
@@ -35,7 +35,7 @@ SPEC = {
 }
 
 
-def measurement(seconds_ago: int, verdict: Verdict, value: float | None, requests: int | None,
+def measurement(seconds_ago: int, verdict: MeasurementVerdict, value: float | None, requests: int | None,
                 weight: int = 25) -> MeasurementRecord:
     return MeasurementRecord(at=NOW - timedelta(seconds=seconds_ago), verdict=verdict, value=value, requests=requests,
                              weight=weight, message="")
@@ -52,9 +52,10 @@ RUNNING = RolloutState(
     stable_revision=STABLE, canary_revision=CANARY, step_index=1, step_started_at=NOW - timedelta(seconds=50),
     weight=50, effective_weight=40,
     metrics={"error-rate": MetricState(failed=1, consecutive_errors=2, inconclusive=3, successes_at_step=1,
-                                       measurements=(measurement(90, Verdict.SUCCESSFUL, 0.0, 120),
-                                                     measurement(60, Verdict.FAILED, 0.2, 50),
-                                                     measurement(30, Verdict.ERROR, None, None, weight=40)))},
+                                       measurements=(measurement(90, MeasurementVerdict.SUCCESSFUL, 0.0, 120),
+                                                     measurement(60, MeasurementVerdict.FAILED, 0.2, 50),
+                                                     measurement(30, MeasurementVerdict.ERROR, None, None,
+                                                                 weight=40)))},
 )
 
 

@@ -11,10 +11,10 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modeldeploy.api.conditions import format_time
 from modeldeploy.api.spec import RolloutStep
 from modeldeploy.canary import Observations, Policy, RoleStatus, RolloutState, decide
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, request_from_annotations
-from modeldeploy.canary.state import format_time
 from modeldeploy.routers import ReplicasRouter
 from modeldeploy.steering.plan import Outcome, Refusal, is_handled, outcome, plan_request
 
