@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from test_archive_serving import iris_request, iris_rows, serving_directory
 
+from modeldeploy.api.rollout import MeasurementVerdict
 from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.archives import build_archive
-from modeldeploy.canary.state import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, judge
 from modeldeploy.metrics import Pod, Role, Target
 from modeldeploy.metrics.torchserve import TorchServeMetrics

@@ -4,6 +4,7 @@ No I/O here: no kopf, no Kubernetes client, no clock. The reconcile engine gathe
 calls `decide` and applies the `Decision`.
 """
 
+from modeldeploy.api.rollout import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.canary.decide import Decision, decide
 from modeldeploy.canary.inputs import Measurement, MetricPolicy, Observations, Policy, RoleStatus
 from modeldeploy.canary.outcome import RoleTarget
@@ -18,7 +19,6 @@ from modeldeploy.canary.requests import (
 )
 from modeldeploy.canary.rules import ROLLBACK_RULES, Abort, first_abort
 from modeldeploy.canary.schedule import MeasurementDue, due_metrics, next_measurements
-from modeldeploy.canary.state import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.transitions import Event
 from modeldeploy.canary.verdicts import Bounds, Sample, Share, judge

@@ -14,9 +14,9 @@ import dataclasses
 from datetime import datetime
 from typing import NamedTuple
 
+from modeldeploy.api.rollout import Pause, PauseReason, RolloutState
 from modeldeploy.canary.inputs import Observations, Policy
 from modeldeploy.canary.requests import Action, ManualRequest
-from modeldeploy.canary.state import Pause, PauseReason, RolloutState
 from modeldeploy.canary.transitions import (
     Event,
     begin_promotion,

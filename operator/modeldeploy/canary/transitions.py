@@ -11,8 +11,8 @@ import dataclasses
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from modeldeploy.api.rollout import Aborted, AbortReason, PauseReason, RolloutState
 from modeldeploy.canary.inputs import Policy
-from modeldeploy.canary.state import Aborted, AbortReason, PauseReason, RolloutState
 
 
 @dataclasses.dataclass(frozen=True)

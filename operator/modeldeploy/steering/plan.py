@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modeldeploy.api.conditions import Phase, format_time
+from modeldeploy.api.rollout import PauseReason, RolloutState, parse_time
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, RequestError, parse_request
-from modeldeploy.canary.state import PauseReason, RolloutState, parse_time
 
 # The Events the engine posts when it acts on a request (RequestIgnored when it does not).
 REQUEST_EVENT_REASONS = frozenset({
