@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
 
-from modeldeploy.canary.state import MeasurementVerdict
+from modeldeploy.api.rollout import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, Sample, judge
 
 BOUND = 0.01

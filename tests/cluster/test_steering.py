@@ -24,14 +24,14 @@ import yaml
 
 from localcluster import LocalCluster
 from modeldeploy.api.conditions import format_time
-from modeldeploy.canary.requests import REQUEST_ANNOTATION, parse_request
-from modeldeploy.canary.state import (
+from modeldeploy.api.rollout import (
     HandledRequest,
     MeasurementRecord,
     MeasurementVerdict,
     MetricState,
     RolloutState,
 )
+from modeldeploy.canary.requests import REQUEST_ANNOTATION, parse_request
 from support import REPO, kubectl_json, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -24,8 +24,8 @@ import pytest
 from e2e.canary_support import Load
 from e2e.helpers import OperatorProcess, apply, iris, mdep, wait_phase
 from localcluster import LocalCluster
+from modeldeploy.api.rollout import parse_time
 from modeldeploy.canary.requests import REQUEST_ANNOTATION
-from modeldeploy.canary.state import parse_time
 from support import REPO, kubectl_json, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from local_prometheus import Exporter, Prometheus, start_prometheus
 
+from modeldeploy.api.rollout import MeasurementVerdict
 from modeldeploy.api.spec import Metric, PrometheusProvider
 from modeldeploy.canary.decide import Measurement
-from modeldeploy.canary.state import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, judge
 from modeldeploy.metrics import OperatorAccess, PrometheusMetrics, build_providers
 from modeldeploy.metrics.base import ProviderError, Target

@@ -19,9 +19,9 @@ import pytest
 from test_archive_serving import iris_request, iris_rows, serving_directory
 
 from modeldeploy.api.revision import Role
+from modeldeploy.api.rollout import MeasurementVerdict
 from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
 from modeldeploy.archives import build_archive
-from modeldeploy.canary.state import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, judge
 from modeldeploy.metrics import Pod, Target
 from modeldeploy.metrics.torchserve import TorchServeMetrics

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import modeldeploy
-from modeldeploy.api import conditions
+from modeldeploy.api import conditions, rollout
 from modeldeploy.api.events import ROLLBACK_REASONS, EventReason
-from modeldeploy.canary import state
 
 PACKAGE = Path(modeldeploy.__file__).parent
 README = PACKAGE.parents[1] / "README.md"
@@ -72,7 +71,7 @@ def test_no_reason_is_a_string_literal() -> None:
 
 def test_the_vocabulary_is_one_enum() -> None:
     assert conditions.Reason is EventReason
-    assert state.AbortReason is EventReason
+    assert rollout.AbortReason is EventReason
     values = [member.value for member in EventReason]
     assert len(values) == len(set(values))
     assert all(re.fullmatch(r"[A-Z][A-Za-z]+", value) for value in values)

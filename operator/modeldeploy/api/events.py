@@ -3,7 +3,7 @@
 The reason of an Event and the reason of a standard condition are one vocabulary: every change of
 phase or of the Ready condition's reason posts an Event whose reason is the Ready condition's reason,
 and a rollback's reason is both its Event's and the conditions' reason. So there is one enum,
-`EventReason`; `api.conditions.Reason` and `canary.state.AbortReason` name it.
+`EventReason`; `api.conditions.Reason` and `api.rollout.AbortReason` name it.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from modeldeploy.api.images import DEFAULT_SERVING_IMAGE
 from modeldeploy.api.names import (
     DNS1035_LABEL,
     DNS1123_LABEL,
@@ -25,6 +26,7 @@ from modeldeploy.api.names import (
     S3_BUCKET,
     SHA256,
 )
+from modeldeploy.api.placeholders import PROMETHEUS_PLACEHOLDERS, placeholders
 
 MAX_NAME_LENGTH = 44
 """The longest metadata.name: the longest child, NAME-build-<12 hex>, must fit a 63-character label."""
@@ -279,7 +281,7 @@ class NetworkPolicy:
 class Serving:
     """The TorchServe pods."""
 
-    image: str = "pytorch/torchserve:0.12.0-cpu"
+    image: str = DEFAULT_SERVING_IMAGE
     replicas: int = 1
     resources: Resources | None = None
     port: int = 8080
@@ -333,12 +335,6 @@ class TorchServeProvider:
     def secret_refs(self) -> tuple[tuple[str, str], ...]:
         """No Secret: the pods' metrics port needs no credentials."""
         return ()
-
-
-PROMETHEUS_PLACEHOLDERS = ("namespace", "name", "revision", "role", "interval")
-"""What a Prometheus query may name as {{placeholder}}: filled in at each measurement."""
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -771,7 +767,7 @@ def _prometheus_provider(reader: _Reader) -> PrometheusProvider:
     query = reader.string("query", max_length=4096)
     if not query.strip():
         raise SpecError(reader.at("query"), query, "must not be empty")
-    for placeholder in _PLACEHOLDER.findall(query):
+    for placeholder in placeholders(query):
         if placeholder not in PROMETHEUS_PLACEHOLDERS:
             allowed = ", ".join("{{" + p + "}}" for p in PROMETHEUS_PLACEHOLDERS)
             raise SpecError(reader.at("query"), "{{" + placeholder + "}}", f"is not one of {allowed}")

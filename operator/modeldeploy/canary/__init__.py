@@ -5,6 +5,7 @@ calls `decide` and applies the `Decision`.
 """
 
 from modeldeploy.api.events import Event
+from modeldeploy.api.rollout import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.canary.decide import Decision, decide
 from modeldeploy.canary.inputs import Measurement, MetricPolicy, Observations, Policy, RoleStatus
 from modeldeploy.canary.outcome import RoleTarget
@@ -19,7 +20,6 @@ from modeldeploy.canary.requests import (
 )
 from modeldeploy.canary.rules import ROLLBACK_RULES, Abort, first_abort
 from modeldeploy.canary.schedule import MeasurementDue, due_metrics, next_measurements
-from modeldeploy.canary.state import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample, Share, judge
 from modeldeploy.canary.weights import Split, desired_replicas, effective_weight, target_split

@@ -13,8 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from modeldeploy.canary.inputs import Measurement, MetricPolicy, Policy
-from modeldeploy.canary.state import (
+from modeldeploy.api.rollout import (
     MAX_MEASUREMENTS,
     MeasurementRecord,
     MeasurementVerdict,
@@ -23,6 +22,7 @@ from modeldeploy.canary.state import (
     latest,
     stamp,
 )
+from modeldeploy.canary.inputs import Measurement, MetricPolicy, Policy
 from modeldeploy.canary.verdicts import Sample, judge
 
 

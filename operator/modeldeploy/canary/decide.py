@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 
 from modeldeploy.api.conditions import Phase
 from modeldeploy.api.events import Event
+from modeldeploy.api.rollout import RolloutState, stamp
 from modeldeploy.canary.inputs import Measurement, MetricPolicy, Observations, Policy, RoleStatus
 from modeldeploy.canary.manual import apply_request
 from modeldeploy.canary.outcome import RoleTarget, phase_report, role_targets
 from modeldeploy.canary.progress import advance, analyse, drained_weight, finish_promotion, follow_spec
 from modeldeploy.canary.rules import Facts, Findings, first_abort
 from modeldeploy.canary.schedule import MeasurementDue, due_metrics, next_measurements, requeue_after
-from modeldeploy.canary.state import RolloutState, stamp
 from modeldeploy.canary.transitions import Changed, rolled_back
 
 __all__ = [

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import NamedTuple
 
 from modeldeploy.api.events import Event, EventReason
+from modeldeploy.api.rollout import Pause, PauseReason, RolloutState
 from modeldeploy.canary.inputs import Observations, Policy
 from modeldeploy.canary.requests import Action, ManualRequest
-from modeldeploy.canary.state import Pause, PauseReason, RolloutState
 from modeldeploy.canary.transitions import (
     begin_promotion,
     enter_step,

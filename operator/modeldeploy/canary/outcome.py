@@ -10,8 +10,8 @@ import dataclasses
 from typing import NamedTuple
 
 from modeldeploy.api.conditions import Phase
+from modeldeploy.api.rollout import PauseReason, RolloutState
 from modeldeploy.canary.inputs import Observations, Policy
-from modeldeploy.canary.state import PauseReason, RolloutState
 from modeldeploy.canary.transitions import short
 from modeldeploy.canary.weights import Split
 

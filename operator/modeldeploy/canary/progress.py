@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from modeldeploy.api.events import Event, EventReason
+from modeldeploy.api.rollout import Pause, PauseReason, RolloutState
 from modeldeploy.canary.counters import record
 from modeldeploy.canary.inputs import Observations, Policy, RoleStatus
 from modeldeploy.canary.rules import Findings, has_evidence
-from modeldeploy.canary.state import Pause, PauseReason, RolloutState
 from modeldeploy.canary.transitions import (
     Changed,
     begin_promotion,

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from modeldeploy.canary.state import HandledRequest, parse_time
+from modeldeploy.api.rollout import HandledRequest, parse_time
 
 REQUEST_ANNOTATION = "modeldeploy.dev/request"
 

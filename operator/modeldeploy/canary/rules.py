@@ -27,10 +27,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
+from modeldeploy.api.rollout import AbortReason, MeasurementVerdict, RolloutState
 from modeldeploy.canary.counters import Failure
 from modeldeploy.canary.inputs import MetricPolicy, Policy, RoleStatus
 from modeldeploy.canary.requests import ManualRequest
-from modeldeploy.canary.state import AbortReason, MeasurementVerdict, RolloutState
 from modeldeploy.canary.transitions import paused_by_user
 from modeldeploy.canary.weights import Split
 

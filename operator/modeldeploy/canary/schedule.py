@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
+from modeldeploy.api.rollout import RolloutState, latest
 from modeldeploy.canary.inputs import Policy
-from modeldeploy.canary.state import RolloutState, latest
 from modeldeploy.canary.transitions import paused_by_user
 
 ERROR_RETRY = timedelta(seconds=10)

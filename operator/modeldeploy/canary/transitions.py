@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import NamedTuple
 
 from modeldeploy.api.events import Event, EventReason
+from modeldeploy.api.rollout import Aborted, AbortReason, PauseReason, RolloutState
 from modeldeploy.canary.inputs import Policy
-from modeldeploy.canary.state import Aborted, AbortReason, PauseReason, RolloutState
 
 
 class Changed(NamedTuple):

@@ -21,7 +21,7 @@ import dataclasses
 import math
 from typing import NamedTuple
 
-from modeldeploy.canary.state import MeasurementVerdict
+from modeldeploy.api.rollout import MeasurementVerdict
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 from modeldeploy.api.conditions import format_time
 from modeldeploy.api.events import EventReason
+from modeldeploy.api.rollout import PauseReason, RolloutState, parse_time
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, RequestError, parse_request
-from modeldeploy.canary.state import PauseReason, RolloutState, parse_time
 
 REQUEST_EVENT_REASONS: frozenset[EventReason] = frozenset({
     EventReason.CANARY_STARTED, EventReason.CANARY_STEP, EventReason.PROMOTING, EventReason.PROMOTED,

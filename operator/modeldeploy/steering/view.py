@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from modeldeploy.api.conditions import format_time
+from modeldeploy.api.rollout import MeasurementVerdict, PauseReason, parse_time
 from modeldeploy.api.spec import Rollout, SpecError, parse_spec
-from modeldeploy.canary.state import MeasurementVerdict, PauseReason, parse_time
 from modeldeploy.steering.plan import event_time, phase_line, rollout_of, short
 
 BAR_WIDTH = 40

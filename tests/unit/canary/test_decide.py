@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from modeldeploy.api.conditions import Phase, format_time
+from modeldeploy.api.rollout import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.api.spec import RolloutStep, parse_spec
 from modeldeploy.canary.decide import (
     Decision,
@@ -25,7 +26,6 @@ from modeldeploy.canary.decide import (
     due_metrics,
 )
 from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest, RequestError
-from modeldeploy.canary.state import AbortReason, MeasurementVerdict, PauseReason, RolloutState
 from modeldeploy.canary.verdicts import Bounds, Sample
 from modeldeploy.canary.weights import Split
 from modeldeploy.routers import ReplicasRouter, router_for

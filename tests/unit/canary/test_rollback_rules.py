@@ -13,6 +13,15 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.api.rollout import (
+    AbortReason,
+    MeasurementRecord,
+    MeasurementVerdict,
+    MetricState,
+    Pause,
+    PauseReason,
+    RolloutState,
+)
 from modeldeploy.api.spec import RolloutStep
 from modeldeploy.canary.counters import Failure
 from modeldeploy.canary.inputs import MetricPolicy, Policy, RoleStatus
@@ -29,15 +38,6 @@ from modeldeploy.canary.rules import (
     metrics_unavailable,
     progress_deadline_exceeded,
     promotion_deadline_exceeded,
-)
-from modeldeploy.canary.state import (
-    AbortReason,
-    MeasurementRecord,
-    MeasurementVerdict,
-    MetricState,
-    Pause,
-    PauseReason,
-    RolloutState,
 )
 from modeldeploy.canary.verdicts import Bounds
 from modeldeploy.canary.weights import Split

@@ -9,15 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from modeldeploy.api.conditions import format_time
-from modeldeploy.canary.requests import (
-    REQUEST_ANNOTATION,
-    Action,
-    ManualRequest,
-    RequestError,
-    parse_request,
-    request_from_annotations,
-)
-from modeldeploy.canary.state import (
+from modeldeploy.api.rollout import (
     Aborted,
     AbortReason,
     HandledRequest,
@@ -28,6 +20,14 @@ from modeldeploy.canary.state import (
     PauseReason,
     RolloutState,
     parse_time,
+)
+from modeldeploy.canary.requests import (
+    REQUEST_ANNOTATION,
+    Action,
+    ManualRequest,
+    RequestError,
+    parse_request,
+    request_from_annotations,
 )
 
 T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)

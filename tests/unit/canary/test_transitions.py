@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from modeldeploy.api.spec import RolloutStep
-from modeldeploy.canary.inputs import Policy
-from modeldeploy.canary.state import (
+from modeldeploy.api.rollout import (
     Aborted,
     AbortReason,
     HandledRequest,
@@ -15,6 +13,8 @@ from modeldeploy.canary.state import (
     PauseReason,
     RolloutState,
 )
+from modeldeploy.api.spec import RolloutStep
+from modeldeploy.canary.inputs import Policy
 from modeldeploy.canary.transitions import (
     Event,
     cancelled,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from modeldeploy.api.rollout import MeasurementVerdict
 from modeldeploy.api.spec import TorchServeMetric
-from modeldeploy.canary.state import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, Sample, exact_interval, judge
 from modeldeploy.metrics.torchserve import PodCounters, sample_for
 

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.conditions import format_time
-from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, parse_request
-from modeldeploy.canary.state import (
+from modeldeploy.api.rollout import (
     Aborted,
     AbortReason,
     HandledRequest,
@@ -18,6 +17,7 @@ from modeldeploy.canary.state import (
     PauseReason,
     RolloutState,
 )
+from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, parse_request
 from modeldeploy.steering.plan import (
     Refusal,
     describe_request,

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from modeldeploy.api.conditions import format_time
-from modeldeploy.canary.state import (
+from modeldeploy.api.rollout import (
     Aborted,
     AbortReason,
     MeasurementRecord,

@@ -213,7 +213,7 @@ class RolloutState:
     - `weight` is the canary weight asked for; `effective_weight` what traffic really sees
       (ready canary pods / ready pods), `weight_since` when the effective weight last changed
       (a window measured before it is not evidence for this weight).
-    - `unready_since`: since when the canary has not been seen ready for good (see decide.py).
+    - `unready_since`: since when the canary has not been seen ready for good (see canary/decide.py).
     - `promoting`: stable is being rolled to the canary revision, since `promoting_since` (the
       promotion's own progress deadline counts from then).
     - `aborted`: the revision last rolled back; it stays rolled back while the spec names it.
