@@ -49,7 +49,7 @@ def _put_time(out: dict[str, Any], key: str, value: datetime | None) -> None:
 
 
 class MeasurementVerdict(enum.StrEnum):
-    """What one measurement of one metric says (DESIGN.md's table)."""
+    """What one measurement of one metric says."""
 
     SUCCESSFUL = "Successful"
     FAILED = "Failed"

@@ -2,7 +2,7 @@
 
 The query's `{{namespace}}`, `{{name}}`, `{{revision}}`, `{{role}}` and `{{interval}}` are filled in
 (the window as a PromQL duration, such as `30s`), and the query is evaluated at the window's end
-(`time=now`). Honest about what comes back (DESIGN.md):
+(`time=now`). Honest about what comes back:
 
 | answer                                        | measurement                       |
 |-----------------------------------------------|-----------------------------------|
