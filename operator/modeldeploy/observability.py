@@ -27,10 +27,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from modeldeploy.api.conditions import Phase
 from modeldeploy.api.events import ROLLBACK_REASONS, EventReason
+from modeldeploy.api.rollout import MeasurementVerdict, RolloutState
+from modeldeploy.api.status import Status
 
 PROMOTION_REASONS = ("Analysis", "UserRequest")
 """What promoted a canary: its analysis passed every step, or a user asked for it."""
-VERDICTS = ("Successful", "Failed", "Inconclusive", "Error")
+VERDICTS = tuple(verdict.value for verdict in MeasurementVerdict)
 
 
 class ReconcileResult(enum.StrEnum):
@@ -139,9 +141,9 @@ class OperatorMetrics:
             self._start_counters(namespace, name)
             for candidate in Phase:
                 self.phase.labels(namespace, name, candidate.value).set(1.0 if candidate.value == phase else 0.0)
-        rollout = status.get("rollout")
-        if isinstance(rollout, Mapping):
-            self._record_rollout(namespace, name, rollout)
+        state = Status.parse(status).rollout.state
+        if state is not None:
+            self._record_rollout(namespace, name, state)
 
     def record_events(self, namespace: str, name: str, events: Iterable[EventLike],
                       status: Mapping[str, Any] | None = None) -> None:
@@ -203,45 +205,31 @@ class OperatorMetrics:
         for reason in PROMOTION_REASONS:
             self.promotions.labels(namespace, name, reason)
 
-    def _record_rollout(self, namespace: str, name: str, rollout: Mapping[str, Any]) -> None:
-        active = rollout.get("canaryRevision") is not None
+    def _record_rollout(self, namespace: str, name: str, state: RolloutState) -> None:
+        active = state.canary_revision is not None
         self.canary_active.labels(namespace, name).set(1.0 if active else 0.0)
-        self.weight.labels(namespace, name, "desired").set(_percent(rollout.get("weight")) if active else 0.0)
-        self.weight.labels(namespace, name, "effective").set(
-            _percent(rollout.get("effectiveWeight")) if active else 0.0)
-        self.step.labels(namespace, name).set(_number(rollout.get("stepIndex")) if active else 0.0)
-        metrics = rollout.get("metrics")
-        if not isinstance(metrics, Mapping):
-            return
-        for metric, state in metrics.items():
-            measurements = state.get("measurements") if isinstance(state, Mapping) else None
-            if not measurements or not isinstance(measurements[-1], Mapping):
+        self.weight.labels(namespace, name, "desired").set(state.weight / 100.0 if active else 0.0)
+        self.weight.labels(namespace, name, "effective").set(state.effective_weight / 100.0 if active else 0.0)
+        self.step.labels(namespace, name).set(float(state.step_index) if active else 0.0)
+        for metric, counters in state.metrics.items():
+            if not counters.measurements:
                 continue
-            last = measurements[-1]
+            last = counters.measurements[-1]
             with self._lock:
-                self._analysis_metrics.setdefault((namespace, name), set()).add(str(metric))
-            value = last.get("value")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                self.analysis_value.labels(namespace, name, str(metric)).set(float(value))
+                self._analysis_metrics.setdefault((namespace, name), set()).add(metric)
+            if last.value is not None and math.isfinite(last.value):
+                self.analysis_value.labels(namespace, name, metric).set(last.value)
             for verdict in VERDICTS:
-                self.analysis_verdict.labels(namespace, name, str(metric), verdict).set(
-                    1.0 if last.get("verdict") == verdict else 0.0)
+                self.analysis_verdict.labels(namespace, name, metric, verdict).set(
+                    1.0 if last.verdict == verdict else 0.0)
 
 
 def _promotion_reason(status: Mapping[str, Any] | None) -> str:
-    rollout = status.get("rollout") if status else None
-    request = rollout.get("lastRequest") if isinstance(rollout, Mapping) else None
-    if isinstance(request, Mapping) and request.get("action") == "promote":
+    state = Status.parse(status).rollout.state if status else None
+    request = state.last_request if state is not None else None
+    if request is not None and request.action == "promote":
         return "UserRequest"
     return "Analysis"
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-
-
-def _percent(value: object) -> float:
-    return _number(value) / 100.0
 
 
 def _timestamp(value: object) -> float | None:

@@ -14,6 +14,7 @@ from modeldeploy.api.conditions import (
     format_time,
     merge_conditions,
 )
+from modeldeploy.api.rollout import RolloutState
 from modeldeploy.api.status import (
     ArchiveStatus,
     RolloutStatus,
@@ -146,13 +147,13 @@ def test_a_status_survives_parse_and_render_unchanged() -> None:
 def test_the_stable_template_is_kept_beside_the_rollout_state_and_read_back_apart() -> None:
     spec = {"model": {"name": "iris"}, "serving": {"replicas": 2}, "rollout": {"steps": [{"weight": 100}]}}
     template = StableTemplate.of("abc1234567", spec, ARCHIVE)
-    written = Status(rollout=RolloutStatus(state={"stepIndex": 0}, stable=template)).render()
+    written = Status(rollout=RolloutStatus(state=RolloutState(), stable=template)).render()
 
-    assert written["rollout"] == {"stepIndex": 0, "stable": {
+    assert written["rollout"] == {"stepIndex": 0, "weight": 0, "effectiveWeight": 0, "metrics": {}, "stable": {
         "revision": "abc1234567", "spec": '{"model":{"name":"iris"},"serving":{"replicas":2}}',
         "archive": ARCHIVE.render()}}
     parsed = Status.parse(written).rollout
-    assert parsed.stable == StableTemplate.of("abc1234567", spec, ARCHIVE) and parsed.state == {"stepIndex": 0}
+    assert parsed.stable == StableTemplate.of("abc1234567", spec, ARCHIVE) and parsed.state == RolloutState()
     assert RolloutStatus.parse({"rollout": {"stable": {"revision": "abc1234567"}}}).stable is None
 
 

@@ -23,6 +23,7 @@ from modeldeploy.api.conditions import (
     merge_conditions,
 )
 from modeldeploy.api.events import Event, EventReason
+from modeldeploy.api.rollout import RolloutState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,12 +128,12 @@ def seconds_or_none(value: object) -> float | None:
 @dataclasses.dataclass(frozen=True)
 class RolloutStatus:
     """Where a canary rollout stands: the flat fields of the printer columns, `status.analysis`, and
-    `status.rollout` (the canary engine's state, kept as its camelCase dict; modeldeploy.canary reads it,
-    and `stable`, the template of the stable revision, beside it)."""
+    `status.rollout` (the canary engine's typed state, and `stable`, the template of the stable revision,
+    kept beside it)."""
 
     current_step: int | None = None
     canary_weight: int | None = None
-    state: Mapping[str, Any] | None = None
+    state: RolloutState | None = None
     analysis: Mapping[str, Any] | None = None
     stable: StableTemplate | None = None
 
@@ -141,15 +142,16 @@ class RolloutStatus:
         """The rollout fields of a status."""
         state, analysis = data.get("rollout"), data.get("analysis")
         stable = StableTemplate.parse(state.get("stable")) if isinstance(state, Mapping) else None
+        engine = {k: v for k, v in state.items() if k != "stable"} if isinstance(state, Mapping) else None
         return cls(current_step=_optional_int(data.get("currentStep")),
                    canary_weight=_optional_int(data.get("canaryWeight")),
-                   state={k: v for k, v in state.items() if k != "stable"} if isinstance(state, Mapping) else None,
+                   state=RolloutState.from_dict(engine) if engine else None,
                    analysis=dict(analysis) if isinstance(analysis, Mapping) else None,
                    stable=stable)
 
     def render(self) -> dict[str, Any]:
         """The CRD's rollout fields (None: not written, or removed)."""
-        rollout = dict(self.state) if self.state is not None else None
+        rollout = self.state.to_dict() if self.state is not None else None
         if self.stable is not None:
             rollout = {**(rollout or {}), "stable": self.stable.render()}
         return {"currentStep": self.current_step, "canaryWeight": self.canary_weight,

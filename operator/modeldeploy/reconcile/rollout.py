@@ -211,7 +211,7 @@ def _record(ctx: ReconcileContext, decision: Decision, archive: ArchiveStatus) -
         stable_revision=summary["stableRevision"],
         canary_revision=summary["canaryRevision"],
         rollout=RolloutStatus(current_step=summary["currentStep"], canary_weight=summary["canaryWeight"],
-                              state=decision.state.to_dict(), analysis=summary["analysis"], stable=stable),
+                              state=decision.state, analysis=summary["analysis"], stable=stable),
     )
     ctx.notes.extend(decision.events)
 
@@ -254,7 +254,7 @@ async def ensure_rollout(ctx: ReconcileContext) -> ReconcileOutcome | None:
     archive = ctx.status.archive
     assert archive is not None, "the archive step settles only with an archive"
     policy = Policy.from_spec(md.spec, ctx.revision.short, router_for(md.spec.rollout.traffic_router))
-    state = RolloutState.from_dict(ctx.status.rollout.state)
+    state = ctx.status.rollout.state or RolloutState()
     stable_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-{Role.STABLE}")
     canary_live = await children.get(*DEPLOYMENT, md.namespace, f"{md.name}-{Role.CANARY}")
     pods = [p for p in await children.list("v1", "Pod", md.namespace, selector_text(deployment_selector(md.name)))

@@ -17,6 +17,7 @@ from typing import Any
 from modeldeploy.api.conditions import format_time
 from modeldeploy.api.events import EventReason
 from modeldeploy.api.rollout import PauseReason, RolloutState, parse_time
+from modeldeploy.api.status import Status
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, RequestError, parse_request
 
 REQUEST_EVENT_REASONS: frozenset[EventReason] = frozenset({
@@ -46,8 +47,7 @@ def short(revision: str | None) -> str:
 
 def rollout_of(body: Mapping[str, Any]) -> RolloutState:
     """The rollout state recorded in the object's status (empty when none)."""
-    status = body.get("status") or {}
-    return RolloutState.from_dict(status.get("rollout"))
+    return Status.parse(body.get("status") or {}).rollout.state or RolloutState()
 
 
 def step_count(body: Mapping[str, Any]) -> int:
