@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -29,12 +29,10 @@ from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest, 
 from modeldeploy.canary.verdicts import Bounds, Sample
 from modeldeploy.canary.weights import Split
 from modeldeploy.routers import ReplicasRouter, router_for
+from unit.canary.builders import T0, V1, V2, V3, policy
 
-T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
-V1, V2, V3 = "aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"
-ERROR_RATE = MetricPolicy("error-rate", Bounds(max=0.01))
 STEPS = (RolloutStep(25, timedelta(minutes=1)), RolloutStep(50, timedelta(minutes=1)), RolloutStep(100))
-POLICY = Policy(revision=V1, replicas=4, steps=STEPS, metrics=(ERROR_RATE,), router=ReplicasRouter())
+POLICY = policy(V1, STEPS)
 
 GOOD = Sample(0.0, 1000, 0)          # 0 errors in 1000: Successful against 1 %
 BAD = Sample(0.3, 100, 30)           # 30 %: Failed

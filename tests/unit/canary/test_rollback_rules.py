@@ -8,7 +8,7 @@ no evidence at the step (InsufficientData). The rules are pure: each test builds
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from modeldeploy.api.rollout import (
 )
 from modeldeploy.api.spec import RolloutStep
 from modeldeploy.canary.counters import Failure
-from modeldeploy.canary.inputs import MetricPolicy, Policy, RoleStatus
+from modeldeploy.canary.inputs import MetricPolicy, RoleStatus
 from modeldeploy.canary.requests import Action, ManualRequest
 from modeldeploy.canary.rules import (
     Abort,
@@ -41,15 +41,11 @@ from modeldeploy.canary.rules import (
 )
 from modeldeploy.canary.verdicts import Bounds
 from modeldeploy.canary.weights import Split
-from modeldeploy.routers import ReplicasRouter
+from unit.canary.builders import ERROR_RATE, T0, V1, V2, policy
 
-T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
-V1, V2 = "aaaaaaaaaa", "bbbbbbbbbb"
-ERROR_RATE = MetricPolicy("error-rate", Bounds(max=0.01))
 LATENCY = MetricPolicy("mean-latency", Bounds(max=250.0))
-POLICY = Policy(revision=V2, replicas=4, steps=(RolloutStep(50, timedelta(minutes=5)), RolloutStep(100)),
-                failure_limit=1, consecutive_error_limit=4, metrics=(ERROR_RATE, LATENCY),
-                progress_deadline=timedelta(seconds=600), router=ReplicasRouter())
+POLICY = policy(V2, (RolloutStep(50, timedelta(minutes=5)), RolloutStep(100)), metrics=(ERROR_RATE, LATENCY),
+                failure_limit=1, consecutive_error_limit=4, progress_deadline=timedelta(seconds=600))
 CANARY = RoleStatus(revision=V2, replicas=2, ready=1, not_ready_reason="CrashLoopBackOff: model failed to load")
 FINDINGS = Findings(target=Split(stable=2, canary=2), all_ready=True)
 GOOD = MetricState(successes_at_step=1)

@@ -29,8 +29,7 @@ from modeldeploy.canary.requests import (
     parse_request,
     request_from_annotations,
 )
-
-T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
+from unit.canary.builders import T0
 
 
 def test_a_full_state_round_trips_through_camel_case_json() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from modeldeploy.api.rollout import (
     Aborted,
@@ -14,7 +14,6 @@ from modeldeploy.api.rollout import (
     RolloutState,
 )
 from modeldeploy.api.spec import RolloutStep
-from modeldeploy.canary.inputs import Policy
 from modeldeploy.canary.transitions import (
     Event,
     cancelled,
@@ -24,12 +23,9 @@ from modeldeploy.canary.transitions import (
     start_canary,
     without_canary,
 )
-from modeldeploy.routers import ReplicasRouter
+from unit.canary.builders import T0, V1, V2, V3, policy
 
-T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
-V1, V2, V3 = "aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"
-POLICY = Policy(revision=V3, replicas=4, steps=(RolloutStep(25, timedelta(minutes=1)), RolloutStep(100)),
-                router=ReplicasRouter())
+POLICY = policy(V3, (RolloutStep(25, timedelta(minutes=1)), RolloutStep(100)), metrics=())
 ANALYSIS = {"error-rate": MetricState(failed=1, successes_at_step=2)}
 HANDLED = HandledRequest("pause", V2, "2026-11-26T02:00:30Z")
 ON_TRIAL = RolloutState(

@@ -8,23 +8,23 @@ engine would (status.rollout, phase and Events from the decision), and reads the
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from modeldeploy.api.conditions import format_time
 from modeldeploy.api.spec import RolloutStep
 from modeldeploy.canary import Observations, Policy, RoleStatus, RolloutState, decide
 from modeldeploy.canary.requests import REQUEST_ANNOTATION, Action, ManualRequest, request_from_annotations
-from modeldeploy.routers import ReplicasRouter
 from modeldeploy.steering.plan import Outcome, Refusal, is_handled, outcome, plan_request
+from unit.canary.builders import T0
+from unit.canary.builders import policy as canary_policy
 
-T0 = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
 STABLE, CANARY, NEWER = "7f3a9c01de", "1b2c3d4e5f", "abcdef0123"
 STEPS = (RolloutStep(25, timedelta(minutes=10)), RolloutStep(50), RolloutStep(100))
 
 
 def policy(revision: str = CANARY) -> Policy:
-    return Policy(revision=revision, replicas=4, steps=STEPS, metrics=(), router=ReplicasRouter())
+    return canary_policy(revision, STEPS, metrics=())
 
 
 def world(canary: str | None = CANARY, canary_ready: int = 1) -> Observations:
