@@ -7,7 +7,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -28,6 +27,7 @@ from modeldeploy.archives import (
     inputs_digest,
     verify,
 )
+from unit.archives.slow_build import big_inputs, start_writing
 
 BIG = 9 * 1024 * 1024 + 12345  # several read chunks and deflate chunks, not a multiple of either
 
@@ -329,43 +329,9 @@ def test_verify_accepts_the_artifact_and_rejects_a_changed_one(inputs: dict[str,
 
 def test_a_killed_build_leaves_no_visible_artifact_and_the_next_build_succeeds(tmp_path: Path) -> None:
     inputs_root = tmp_path / "inputs"
-    inputs_root.mkdir()
-    weights = inputs_root / "model.pt"
-    with weights.open("wb") as handle:
-        for _ in range(96):
-            handle.write(os.urandom(1 << 20))  # incompressible: deflate level 9 takes seconds
-    (inputs_root / "handler.py").write_text("def handle(data, context):\n    return data\n")
+    weights, handler = big_inputs(inputs_root)
     store = tmp_path / "store"
-    command = [
-        sys.executable,
-        "-m",
-        "modeldeploy.archives.cli",
-        "archive",
-        "build",
-        "--model-name",
-        "big",
-        "--version",
-        "1",
-        "--serialized-file",
-        str(weights),
-        "--handler",
-        str(inputs_root / "handler.py"),
-        "--archive-format",
-        "zip",
-        "--store",
-        str(store),
-        "--deflate-level",
-        "9",
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    deadline = time.monotonic() + 60
-    staged: list[Path] = []
-    while not staged and time.monotonic() < deadline and process.poll() is None:
-        staged = [p for p in store.glob(".staging/build-*/*/big.mar") if p.stat().st_size > 1 << 20]
-        time.sleep(0.01)
-    assert staged, "the build never started writing"
+    process = start_writing(weights, handler, store)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
 

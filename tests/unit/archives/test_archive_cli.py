@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from unit.archives.slow_build import big_inputs, start_writing
+
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -178,46 +180,11 @@ def test_the_termination_message_stays_within_the_kubernetes_limit() -> None:
 
 
 def test_sigterm_during_a_build_removes_the_staging_area(tmp_path: Path) -> None:
-    import os
     import signal
-    import time
 
-    weights = tmp_path / "model.pt"
-    with weights.open("wb") as handle:
-        for _ in range(96):
-            handle.write(os.urandom(1 << 20))  # incompressible: deflate level 9 takes seconds
-    (tmp_path / "handler.py").write_text("def handle(data, context):\n    return data\n")
+    weights, handler = big_inputs(tmp_path)
     store = tmp_path / "store"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modeldeploy.archives.cli",
-            "archive",
-            "build",
-            "--model-name",
-            "big",
-            "--version",
-            "1",
-            "--serialized-file",
-            str(weights),
-            "--handler",
-            str(tmp_path / "handler.py"),
-            "--archive-format",
-            "zip",
-            "--deflate-level",
-            "9",
-            "--store",
-            str(store),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if [p for p in store.glob(".staging/build-*/*/big.mar") if p.stat().st_size > 1 << 20]:
-            break
-        time.sleep(0.01)
+    process = start_writing(weights, handler, store)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert sorted(p.name for p in store.iterdir()) == []

@@ -266,42 +266,13 @@ def test_the_cli_builds_into_s3_with_credentials_from_the_environment(
     assert result["uri"] == f"s3://artifacts/cli/{result['inputsDigest']}/iris.mar"
     assert work.is_dir() and list(work.iterdir()) == []  # created, and the download of the S3 handler removed
 
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modeldeploy.archives.cli",
-            "archive",
-            "verify",
-            result["uri"],
-            "--sha256",
-            result["sha256"],
-            *endpoint,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    verify = [sys.executable, "-m", "modeldeploy.archives.cli", "archive", "verify", result["uri"],
+              "--sha256", result["sha256"], *endpoint]
+    check = subprocess.run(verify, capture_output=True, text=True, env=env, timeout=120)
     assert check.returncode == 0, check.stderr
     no_credentials = {key: value for key, value in env.items() if not key.startswith("AWS_")}
-    denied = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modeldeploy.archives.cli",
-            "archive",
-            "verify",
-            result["uri"],
-            "--sha256",
-            result["sha256"],
-            *endpoint,
-        ],
-        capture_output=True,
-        text=True,
-        env={**no_credentials, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"},
-        timeout=120,
-    )
+    denied = subprocess.run(verify, capture_output=True, text=True, timeout=120, env={
+        **no_credentials, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
     reason, message = verify_failure(denied.returncode, denied.stderr.strip())
     assert reason == "StoreCredentialsRefused", denied.stderr
     assert "credentials" in message
