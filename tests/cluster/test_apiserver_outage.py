@@ -42,6 +42,15 @@ def controllers_caught_up_afterwards(cluster: LocalCluster) -> Iterator[None]:
     wait_for_controllers(cluster)
 
 
+@pytest.fixture(autouse=True)
+def fresh_watches_afterwards(cluster: LocalCluster) -> Iterator[None]:
+    """After each outage the controllers and the scheduler start again, so the next test does not wait
+    out their watches' back-off (the Job test measures that recovery itself)."""
+    yield
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        cluster.restart_component(name)
+
+
 @pytest.fixture
 def agent(cluster: LocalCluster) -> Iterator[AgentWatch]:
     """The node agent's process and log as the test starts; afterwards, the same process and no dead worker."""

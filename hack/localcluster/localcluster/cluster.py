@@ -354,6 +354,19 @@ class LocalCluster:
             process.wait()
         self.write_pids()
 
+    def restart_component(self, name: str) -> None:
+        """Stops one control-plane process (kube-controller-manager, kube-scheduler) and starts it again
+        with the same arguments: its informers list afresh at once, where after an API server outage
+        they would wait out client-go's back-off."""
+        process = self.processes.pop(name)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self.spawn(name, *self.argv[name])
+
     def start_apiserver(self) -> float:
         """Starts kube-apiserver again after stop_apiserver(); returns when /readyz answered (monotonic)."""
         self.spawn("kube-apiserver", *self.argv["kube-apiserver"])
