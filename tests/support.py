@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from localcluster import LocalCluster
 
@@ -57,3 +60,19 @@ def wait_for_controllers(cluster: LocalCluster, timeout: float = 180) -> None:
 
 def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, **kwargs)  # type: ignore[no-any-return]
+
+def provide_iris_claims(cluster: LocalCluster, namespace: str, iris_files: Path) -> Path:
+    """Claims `models` (holding the iris files where the sample expects them) and `model-store` in
+    `namespace`; returns where `models` is on this machine."""
+    claims = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+              for name in ("models", "model-store")]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(claims))
+    root = cluster.claim_path(namespace, "models")
+    (root / "iris" / "1").mkdir(parents=True)
+    shutil.copy(iris_files / "model.pt", root / "iris" / "1" / "model.pt")
+    for name in ("handler.py", "index_to_name.json"):
+        shutil.copy(iris_files / name, root / "iris" / name)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root

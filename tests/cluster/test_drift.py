@@ -9,7 +9,6 @@ still all there to edit.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import yaml
 from test_operator import RESYNC_SECONDS, Operator, events_of, kubectl_apply
 
 from localcluster import LocalCluster
-from support import REPO, wait_for
+from support import REPO, provide_iris_claims, wait_for
 
 CRD_NAME = "modeldeployments.modeldeploy.dev"
 NAME = "iris"
@@ -51,20 +50,6 @@ def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[
     yield running
     cluster.kubectl("delete", "mdep", "--all", "-n", namespace, "--timeout=30s", check=False)
     running.stop()
-
-
-def put_models(cluster: LocalCluster, namespace: str, files: Path) -> None:
-    for claim in ("models", "model-store"):
-        kubectl_apply(cluster, namespace, {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    root = cluster.claim_path(namespace, "models")
-    (root / "iris" / "1").mkdir(parents=True)
-    shutil.copy(files / "model.pt", root / "iris" / "1" / "model.pt")
-    for name in ("handler.py", "index_to_name.json"):
-        shutil.copy(files / name, root / "iris" / name)
-    for path in root.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def iris() -> dict[str, Any]:
@@ -106,7 +91,7 @@ def serving_image(cluster: LocalCluster, namespace: str) -> str:
 
 def test_hand_edits_are_put_back_with_an_event_and_untouched_children_are_never_written(
         operator: Operator, cluster: LocalCluster, namespace: str, iris_files: Path) -> None:
-    put_models(cluster, namespace, iris_files)
+    provide_iris_claims(cluster, namespace, iris_files)
     kubectl_apply(cluster, namespace, iris())
     wait_for(lambda: child(cluster, namespace, "deployment", STABLE) and child(cluster, namespace,
                                                                             "networkpolicy", NAME),
@@ -161,7 +146,7 @@ def test_hand_edits_are_put_back_with_an_event_and_untouched_children_are_never_
 
 def test_turning_the_network_policy_off_removes_it(operator: Operator, cluster: LocalCluster, namespace: str,
                                                    iris_files: Path) -> None:
-    put_models(cluster, namespace, iris_files)
+    provide_iris_claims(cluster, namespace, iris_files)
     kubectl_apply(cluster, namespace, iris())
     wait_for(lambda: child(cluster, namespace, "networkpolicy", NAME), timeout=180, message="the NetworkPolicy")
 

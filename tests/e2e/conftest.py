@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from e2e.helpers import OperatorProcess
 from gitops import save_observed
 from localcluster import LocalCluster
-from support import REPO
+from support import REPO, provide_iris_claims
 
 
 @pytest.fixture(scope="session")
@@ -41,18 +39,7 @@ def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture
 def models(cluster: LocalCluster, namespace: str, iris_files: Path) -> Path:
     """Claims `models` (holding the iris files where the sample expects them) and `model-store`."""
-    claims = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
-              for name in ("models", "model-store")]
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(claims))
-    root = cluster.claim_path(namespace, "models")
-    (root / "iris" / "1").mkdir(parents=True)
-    shutil.copy(iris_files / "model.pt", root / "iris" / "1" / "model.pt")
-    for name in ("handler.py", "index_to_name.json"):
-        shutil.copy(iris_files / name, root / "iris" / name)
-    for path in root.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return root
+    return provide_iris_claims(cluster, namespace, iris_files)
 
 
 @pytest.fixture(autouse=True)

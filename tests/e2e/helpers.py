@@ -120,4 +120,3 @@ def ready_addresses(cluster: LocalCluster, namespace: str, service: str) -> list
                           "-l", f"kubernetes.io/service-name={service}")["items"]
     return [a for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready")
             for a in e["addresses"]]
-

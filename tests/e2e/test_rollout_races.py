@@ -8,7 +8,8 @@ within `SETTLE_SECONDS` of its last change: Healthy (or RolledBack), the stable 
 and ready, no canary left. The slowest settle of each race is printed for the record.
 
 Revisions differ by the serving pods' CPU request only, so one archive serves them all and each
-revision costs one TorchServe start per pod, not a build.
+revision costs one TorchServe start per pod, not a build. The races take turns on one object (in a
+namespace of this module): each begins where the last one settled, at the stable revision, Healthy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import pytest
 from e2e.canary_support import Load
 from e2e.helpers import OperatorProcess, apply, iris, mdep, wait_phase
 from localcluster import LocalCluster
-from support import REPO, kubectl_json, wait_for
+from support import REPO, kubectl_json, provide_iris_claims, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
 
@@ -59,6 +61,20 @@ def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
     print(f"operator log: {running.log_path}")
 
 
+@pytest.fixture(scope="module")
+def races(cluster: LocalCluster, operator: OperatorProcess, iris_files: Path) -> Iterator[str]:
+    """The namespace the races share: the iris object at the stable revision, Healthy, with its claims."""
+    name = f"rollout-races-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             timeout=120, message=f"namespace {name}'s default ServiceAccount")
+    provide_iris_claims(cluster, name, iris_files)
+    apply(cluster, name, revision(STABLE, LONG_PAUSE))
+    wait_phase(cluster, name, "Healthy", timeout=300)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 def revision(cpu: int, steps: list[dict[str, Any]], deadline: int = 60, min_requests: int = 10) -> dict[str, Any]:
     """The iris spec with pods asking `cpu` millicores: a revision of its own, served from the same archive."""
     document = iris(replicas=REPLICAS, rollout={
@@ -73,6 +89,13 @@ def revision(cpu: int, steps: list[dict[str, Any]], deadline: int = 60, min_requ
 
 
 STABLE = 100
+RANGE = 30
+"""Each race's revisions ask CPU in a range of its own above stable's (a race makes up to 3 per repetition)."""
+
+
+def first_cpu(race: int) -> int:
+    """The CPU request (millicores) of race number `race`'s first revision."""
+    return STABLE + 10 + race * RANGE
 LONG_PAUSE = [{"weight": 25, "pause": "120s"}, {"weight": 100}]
 
 
@@ -144,8 +167,9 @@ def describe(pod: dict[str, Any]) -> str:
 def soak(cluster: LocalCluster, namespace: str, race: Callable[[int], tuple[float, tuple[str, ...]]],
          name: str, operator: OperatorProcess) -> None:
     """Run `race` (returns when its last change was made, and the phases it settles in) REPETITIONS times."""
+    # Where the last race settled; after a failed one, the stable revision's spec brings the object back.
     apply(cluster, namespace, revision(STABLE, LONG_PAUSE))
-    wait_phase(cluster, namespace, "Healthy", timeout=300)
+    wait_for(lambda: settled(cluster, namespace), timeout=300, interval=0.5, message=f"{name}: the stable start")
     settle_times: list[float] = []
     try:
         _repeat(cluster, namespace, race, name, settle_times)
@@ -171,10 +195,11 @@ def _repeat(cluster: LocalCluster, namespace: str, race: Callable[[int], tuple[f
 
 
 def test_a_revert_to_stable_as_soon_as_the_canary_is_ready_settles(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
+    cluster: LocalCluster, operator: OperatorProcess, races: str
 ) -> None:
+    namespace = races
     def race(repetition: int) -> tuple[float, tuple[str, ...]]:
-        apply(cluster, namespace, revision(STABLE + 10 + repetition, LONG_PAUSE))
+        apply(cluster, namespace, revision(first_cpu(0) + repetition, LONG_PAUSE))
         wait_for(lambda: canary_ready(cluster, namespace), timeout=120, interval=0.2, message="a ready canary pod")
         apply(cluster, namespace, revision(STABLE, LONG_PAUSE))
         return time.monotonic(), ("Healthy",)
@@ -183,13 +208,14 @@ def test_a_revert_to_stable_as_soon_as_the_canary_is_ready_settles(
 
 
 def test_a_deadline_rollback_then_a_new_revision_then_a_revert_to_stable_settles(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
+    cluster: LocalCluster, operator: OperatorProcess, races: str
 ) -> None:
     """The sequence a stall was once seen in: a canary rolled back at its progress deadline for want of
     data; while stable comes back to full size the next revision arrives; as soon as its canary pod is
     ready, the spec goes back to the stable revision."""
+    namespace = races
     def race(repetition: int) -> tuple[float, tuple[str, ...]]:
-        cpu = STABLE + 10 + 2 * repetition
+        cpu = first_cpu(1) + 2 * repetition
         # More requests than the load can send in the deadline: InsufficientData at 30 s.
         apply(cluster, namespace, revision(cpu, [{"weight": 25, "pause": "10s"}, {"weight": 100}], deadline=30,
                                            min_requests=1_000_000))
@@ -207,10 +233,11 @@ def test_a_deadline_rollback_then_a_new_revision_then_a_revert_to_stable_settles
 
 
 def test_a_new_revision_during_a_rollback_and_a_revert_as_its_canary_is_ready_settle(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
+    cluster: LocalCluster, operator: OperatorProcess, races: str
 ) -> None:
+    namespace = races
     def race(repetition: int) -> tuple[float, tuple[str, ...]]:
-        cpu = STABLE + 10 + 2 * repetition
+        cpu = first_cpu(2) + 2 * repetition
         apply(cluster, namespace, revision(cpu, LONG_PAUSE))
         wait_for(lambda: canary_ready(cluster, namespace), timeout=120, interval=0.2, message="a ready canary pod")
         modeldeploy(cluster, namespace, "abort")
@@ -226,10 +253,11 @@ def test_a_new_revision_during_a_rollback_and_a_revert_as_its_canary_is_ready_se
 
 
 def test_a_revert_during_a_promotion_settles(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
+    cluster: LocalCluster, operator: OperatorProcess, races: str
 ) -> None:
+    namespace = races
     def race(repetition: int) -> tuple[float, tuple[str, ...]]:
-        apply(cluster, namespace, revision(STABLE + 10 + repetition, LONG_PAUSE))
+        apply(cluster, namespace, revision(first_cpu(3) + repetition, LONG_PAUSE))
         wait_for(lambda: canary_ready(cluster, namespace), timeout=120, interval=0.2, message="a ready canary pod")
         modeldeploy(cluster, namespace, "promote", "--full")
         wait_for(lambda: rollout(cluster, namespace).get("promoting"), timeout=30, interval=0.1,
@@ -241,12 +269,13 @@ def test_a_revert_during_a_promotion_settles(
 
 
 def test_an_abort_right_after_a_step_advance_settles(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, models: Path
+    cluster: LocalCluster, operator: OperatorProcess, races: str
 ) -> None:
+    namespace = races
     steps = [{"weight": 25, "pause": "1s"}, {"weight": 50, "pause": "120s"}, {"weight": 100}]
 
     def race(repetition: int) -> tuple[float, tuple[str, ...]]:
-        apply(cluster, namespace, revision(STABLE + 10 + repetition, steps))
+        apply(cluster, namespace, revision(first_cpu(4) + repetition, steps))
         wait_for(lambda: rollout(cluster, namespace).get("stepIndex") == 1, timeout=120, interval=0.1,
                  message="the step advance")
         modeldeploy(cluster, namespace, "abort")
