@@ -344,20 +344,19 @@ class LocalCluster:
 
     def stop_apiserver(self) -> None:
         """Stops kube-apiserver alone: an outage of the API, while everything else keeps running."""
-        process = self.processes.pop("kube-apiserver")
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            # Open watches can hold a graceful shutdown for long; a crash is a restart too.
-            process.kill()
-            process.wait()
+        self._stop_component("kube-apiserver")
         self.write_pids()
 
     def restart_component(self, name: str) -> None:
         """Stops one control-plane process (kube-controller-manager, kube-scheduler) and starts it again
         with the same arguments: its informers list afresh at once, where after an API server outage
         they would wait out client-go's back-off."""
+        self._stop_component(name)
+        self.spawn(name, *self.argv[name])
+
+    def _stop_component(self, name: str) -> None:
+        """Stops one control-plane process: SIGTERM, then SIGKILL after 10 s (open watches can hold a
+        graceful shutdown for long; a crash is a restart too)."""
         process = self.processes.pop(name)
         process.terminate()
         try:
@@ -365,7 +364,6 @@ class LocalCluster:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        self.spawn(name, *self.argv[name])
 
     def start_apiserver(self) -> float:
         """Starts kube-apiserver again after stop_apiserver(); returns when /readyz answered (monotonic)."""
