@@ -250,8 +250,11 @@ def main() -> int:
     init = os.fork()
     if init == 0:
         os._exit(run_container_init(cfg))
-    with open(cfg["pidFile"], "w") as f:
+    # Written whole under its final name, so the node agent never reads a partial PID.
+    partial = cfg["pidFile"] + ".partial"
+    with open(partial, "w") as f:
         f.write(str(init))
+    os.replace(partial, cfg["pidFile"])
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -111,6 +111,7 @@ class PodSandbox:
         c.config = cfg
         status_path = Path(cfg["statusFile"])
         status_path.unlink(missing_ok=True)
+        (cdir / "pid").unlink(missing_ok=True)  # a restart must not read the last run's init
         c.log_path = self.log_path(c.name, c.restart_count)
         c.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(c.log_path, "ab") as out:
@@ -138,8 +139,9 @@ class PodSandbox:
             c.backoff_until = time.monotonic() + max(self.agent.backoff_base, 1)
             self.agent.event(pod, "Warning", "Failed", f"Error: {reason}: {message}")
             return False
-        with contextlib.suppress(OSError, ValueError):
-            c.init_pid = int((cdir / "pid").read_text())
+        # The init reports it has started before its parent may have written the init's PID, and the
+        # probes that enter the container's namespaces need that PID: wait for it as for the status.
+        c.init_pid = self.read_init_pid(cdir / "pid", c.process, deadline)
         c.started_at = time.monotonic()
         c.state = {"running": {"startedAt": now()}}
         c.kill_reason = None
@@ -149,6 +151,15 @@ class PodSandbox:
         self.agent.event(pod, "Normal", "Started", f"Started container {c.name}")
         threading.Thread(target=self.watch_exit, args=(c, c.process), daemon=True).start()
         return True
+
+    @staticmethod
+    def read_init_pid(path: Path, process: subprocess.Popen[bytes], deadline: float) -> int | None:
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                return int(path.read_text())
+            if process.poll() is not None or time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
 
     def watch_exit(self, c: Container, process: subprocess.Popen[bytes]) -> None:
         code = process.wait()
