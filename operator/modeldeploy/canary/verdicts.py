@@ -21,6 +21,8 @@ import dataclasses
 import math
 from typing import NamedTuple
 
+import scipy.stats
+
 from modeldeploy.api.rollout import MeasurementVerdict
 
 
@@ -68,52 +70,14 @@ class Judgement:
     bound: float | None = None
 
 
-def _regularized_beta(x: float, a: float, b: float) -> float:
-    """I_x(a, b), the regularized incomplete beta function (Lentz's continued fraction)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):
-        return 1.0 - _regularized_beta(1.0 - x, b, a)
-    log_front = a * math.log(x) + b * math.log1p(-x) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    fraction = d
-    for m in range(1, 10_000):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            fraction *= c * d
-        if abs(c * d - 1.0) < 1e-14:
-            break
-    return math.exp(log_front) * fraction / a
-
-
-def _beta_quantile(q: float, a: float, b: float) -> float:
-    """x with I_x(a, b) = q (bisection: I is increasing in x)."""
-    low, high = 0.0, 1.0
-    for _ in range(60):
-        middle = (low + high) / 2
-        if _regularized_beta(middle, a, b) < q:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2
-
-
 def exact_interval(events: int, requests: int, confidence: float = 0.95) -> tuple[float, float]:
     """The exact binomial (Clopper-Pearson) interval of events/requests at `confidence`, two-sided."""
     if requests <= 0:
         return 0.0, 1.0
     events = min(max(events, 0), requests)
     tail = (1.0 - confidence) / 2
-    low = 0.0 if events == 0 else _beta_quantile(tail, events, requests - events + 1)
-    high = 1.0 if events == requests else _beta_quantile(1.0 - tail, events + 1, requests - events)
+    low = 0.0 if events == 0 else float(scipy.stats.beta.ppf(tail, events, requests - events + 1))
+    high = 1.0 if events == requests else float(scipy.stats.beta.ppf(1.0 - tail, events + 1, requests - events))
     return low, high
 
 
@@ -121,7 +85,7 @@ def _usable(sample: Sample) -> bool:
     return sample.value is not None and math.isfinite(sample.value)
 
 
-def _compare(low: float, high: float, minimum: float | None,
+def compare_interval(low: float, high: float, minimum: float | None,
              maximum: float | None) -> tuple[MeasurementVerdict, float | None]:
     """Failed when [low, high] lies wholly outside the bounds, Successful when wholly inside."""
     if maximum is not None and low > maximum:
@@ -158,7 +122,7 @@ def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int) -> Judge
                          f"{name}: {canary.requests} requests, fewer than minRequests {min_requests}")
     low, high = _interval(canary)
     text = _describe(name, canary, low, high)
-    verdict, bound = _compare(low, high, bounds.min, bounds.max)
+    verdict, bound = compare_interval(low, high, bounds.min, bounds.max)
     if verdict is MeasurementVerdict.FAILED:
         side = "above max" if bound == bounds.max else "below min"
         return Judgement(verdict, f"{text}, {side} {bound:g}", bound)
