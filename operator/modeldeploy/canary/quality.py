@@ -3,6 +3,8 @@
 A golden set is examples with the label a good model gives them. Sending them to a revision's pods
 gives one `Answer` per example: the label expected (None when the set has none) and the label read from
 the response (None when the response was not 2xx or its label could not be read: wrong, and an error).
+The answers are counted where they are collected (`tally`, `pair`); the verdicts need only the counts,
+so a measurement's result stays small whatever the size of the set.
 
 - `accuracy` and `agreement` (the share of examples where canary and stable predict the same label;
   it needs no labels) are proportions: the exact binomial (Clopper-Pearson) interval at 95 %.
@@ -12,11 +14,11 @@ the response (None when the response was not 2xx or its label could not be read:
   F1 grows with precision and with recall, so its bounds are the F1 of the bounds. A bootstrap would
   be narrower, and wrong where it matters: with 20 examples all answered right every resample agrees,
   and its interval [1, 1] would pass any bound on 20 examples.
-- `relativeTo: stable` judges canary - stable on the same examples, paired: only the examples where
-  one of the two is right and the other wrong (the discordant pairs of McNemar's test) say anything
-  about the difference. Its interval combines the exact interval of the share of discordant examples
-  with that of the canary's share of them (each at 97.5 %, together 95 %); for the macro measures,
-  canary's and stable's intervals at 97.5 % each.
+- `relativeTo: stable` judges canary - stable on the same examples. For accuracy it is paired: only the
+  examples where one of the two is right and the other wrong (the discordant pairs of McNemar's test)
+  say anything about the difference; its interval combines the exact intervals of the share of
+  discordant examples and of the canary's share of them, each at 97.5 %. For the macro measures it
+  spans canary's and stable's intervals, each at 97.5 %.
 
 A measure is Failed only when its whole interval lies outside the bounds, Successful only when inside,
 Inconclusive in between: too few examples for the bound asked is never a pass, and never a rollback.
@@ -27,12 +29,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from modeldeploy.api.rollout import MeasurementVerdict
 from modeldeploy.canary.verdicts import Bounds, Judgement, compare_interval, exact_interval
 
 CONFIDENCE = 0.95
+MAX_LABELS = 100
+"""The most labels a golden set may name: the counts of each travel in a measurement's result."""
 
 
 class Measure(enum.StrEnum):
@@ -64,44 +69,128 @@ class Answer:
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelTally:
+    """One label's counts: examples expecting it, answers predicting it, both (hits), and the wrong
+    answer given most often to its examples (ties: the first label) with how often."""
+
+    expected: int = 0
+    predicted: int = 0
+    hits: int = 0
+    confused_with: str | None = None
+    confused: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"expected": self.expected, "predicted": self.predicted, "hits": self.hits}
+        if self.confused_with is not None:
+            out["confusedWith"], out["confused"] = self.confused_with, self.confused
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabelTally:
+        confused_with = data.get("confusedWith")
+        return cls(int(data.get("expected", 0)), int(data.get("predicted", 0)), int(data.get("hits", 0)),
+                   str(confused_with) if confused_with is not None else None, int(data.get("confused", 0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """One revision's answers to a golden set, counted: `examples`, those without a label, those
+    unreadable (`errors`), and per label (labelled examples only)."""
+
+    examples: int = 0
+    unlabelled: int = 0
+    errors: int = 0
+    labels: Mapping[str, LabelTally] = dataclasses.field(default_factory=dict)
+
+    @property
+    def right(self) -> int:
+        return sum(label.hits for label in self.labels.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"examples": self.examples, "unlabelled": self.unlabelled, "errors": self.errors,
+                "labels": {name: self.labels[name].to_dict() for name in sorted(self.labels)}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tally:
+        labels = data.get("labels") or {}
+        return cls(int(data.get("examples", 0)), int(data.get("unlabelled", 0)), int(data.get("errors", 0)),
+                   {str(name): LabelTally.from_dict(counts) for name, counts in labels.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedTally:
+    """Canary's and stable's answers to the same examples, side by side: right by the canary only, right
+    by stable only (labelled examples), and answered with the same readable label by both."""
+
+    examples: int = 0
+    canary_only: int = 0
+    stable_only: int = 0
+    agreeing: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"examples": self.examples, "canaryOnly": self.canary_only, "stableOnly": self.stable_only,
+                "agreeing": self.agreeing}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PairedTally:
+        return cls(int(data.get("examples", 0)), int(data.get("canaryOnly", 0)), int(data.get("stableOnly", 0)),
+                   int(data.get("agreeing", 0)))
+
+
+def tally(answers: Iterable[Answer]) -> Tally:
+    """Count one revision's answers (more than MAX_LABELS labels: ValueError)."""
+    examples = unlabelled = errors = 0
+    expected: collections.Counter[str] = collections.Counter()
+    predicted: collections.Counter[str] = collections.Counter()
+    hits: collections.Counter[str] = collections.Counter()
+    wrong: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for answer in answers:
+        examples += 1
+        errors += answer.predicted is None
+        if answer.label is None:
+            unlabelled += 1
+            continue
+        expected[answer.label] += 1
+        if answer.predicted is None:
+            continue
+        predicted[answer.predicted] += 1
+        if answer.predicted == answer.label:
+            hits[answer.label] += 1
+        else:
+            wrong[answer.label][answer.predicted] += 1
+    names = set(expected) | set(predicted)
+    if len(names) > MAX_LABELS:
+        raise ValueError(f"{len(names)} labels expected or predicted, more than {MAX_LABELS}")
+    labels = {}
+    for name in sorted(names):
+        mistakes = sorted((-count, other) for other, count in wrong.get(name, collections.Counter()).items())
+        confused_with, confused = (mistakes[0][1], -mistakes[0][0]) if mistakes else (None, 0)
+        labels[name] = LabelTally(expected[name], predicted[name], hits[name], confused_with, confused)
+    return Tally(examples, unlabelled, errors, labels)
+
+
+def pair(canary: Iterable[Answer], stable: Iterable[Answer]) -> PairedTally:
+    """Count canary's and stable's answers to the same examples, in the same order."""
+    examples = canary_only = stable_only = agreeing = 0
+    for ours, theirs in zip(canary, stable, strict=True):
+        examples += 1
+        agreeing += ours.predicted is not None and ours.predicted == theirs.predicted
+        if ours.label is None:
+            continue
+        ours_right, theirs_right = ours.predicted == ours.label, theirs.predicted == theirs.label
+        canary_only += ours_right and not theirs_right
+        stable_only += theirs_right and not ours_right
+    return PairedTally(examples, canary_only, stable_only, agreeing)
+
+
+@dataclasses.dataclass(frozen=True)
 class Estimate:
-    """A measure's value over `examples`, with its interval at 95 %."""
+    """A measure's value over `examples`, with its interval."""
 
     value: float
     low: float
     high: float
     examples: int
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelCounts:
-    """One label's examples: answered right, answered wrong, and the wrong answer given most often."""
-
-    label: str
-    right: int
-    wrong: int
-    confused_with: str | None = None
-
-
-def confusion(answers: Sequence[Answer]) -> tuple[LabelCounts, ...]:
-    """Per expected label, in label order: right, wrong, and the most common wrong prediction (ties: the
-    first label; an unreadable answer is wrong but never the wrong label named)."""
-    right: collections.Counter[str] = collections.Counter()
-    wrong: dict[str, collections.Counter[str | None]] = collections.defaultdict(collections.Counter)
-    for answer in answers:
-        if answer.label is None:
-            continue
-        if answer.predicted == answer.label:
-            right[answer.label] += 1
-        else:
-            wrong[answer.label][answer.predicted] += 1
-    counts = []
-    for label in sorted(set(right) | set(wrong)):
-        mistakes = wrong.get(label, collections.Counter())
-        named = sorted((-count, predicted) for predicted, count in mistakes.items() if predicted is not None)
-        confused = named[0][1] if named else None
-        counts.append(LabelCounts(label, right[label], sum(mistakes.values()), confused))
-    return tuple(counts)
 
 
 def proportion(successes: int, trials: int, confidence: float = CONFIDENCE) -> Estimate:
@@ -110,114 +199,97 @@ def proportion(successes: int, trials: int, confidence: float = CONFIDENCE) -> E
     return Estimate(successes / trials if trials else 0.0, low, high, trials)
 
 
-def _labelled(answers: Sequence[Answer]) -> list[Answer]:
-    missing = sum(1 for a in answers if a.label is None)
-    if missing:
-        raise ValueError(f"{missing} of {len(answers)} examples have no label")
-    return list(answers)
+def _labelled(counts: Tally) -> int:
+    if counts.unlabelled:
+        raise ValueError(f"{counts.unlabelled} of {counts.examples} examples have no label")
+    return counts.examples
 
 
-def accuracy(answers: Sequence[Answer], confidence: float = CONFIDENCE) -> Estimate:
+def accuracy(counts: Tally, confidence: float = CONFIDENCE) -> Estimate:
     """The share of examples answered with their label."""
-    labelled = _labelled(answers)
-    return proportion(sum(1 for a in labelled if a.predicted == a.label), len(labelled), confidence)
+    return proportion(counts.right, _labelled(counts), confidence)
 
 
-def agreement(canary: Sequence[str | None], stable: Sequence[str | None],
-              confidence: float = CONFIDENCE) -> Estimate:
+def agreement(paired: PairedTally, confidence: float = CONFIDENCE) -> Estimate:
     """The share of examples both revisions answered with the same readable label."""
-    if len(canary) != len(stable):
-        raise ValueError(f"{len(canary)} canary answers for {len(stable)} stable answers")
-    same = sum(1 for c, s in zip(canary, stable, strict=True) if c is not None and c == s)
-    return proportion(same, len(canary), confidence)
+    return proportion(paired.agreeing, paired.examples, confidence)
 
 
 def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
-def macro(measure: Measure, answers: Sequence[Answer], confidence: float = CONFIDENCE) -> Estimate:
+def macro(measure: Measure, counts: Tally, confidence: float = CONFIDENCE) -> Estimate:
     """Macro precision, recall or F1 over the labels expected or predicted (a label never predicted has
     precision 0, one never expected recall 0, as scikit-learn counts them with zero_division=0)."""
-    labelled = _labelled(answers)
-    labels = sorted({a.label for a in labelled if a.label is not None}
-                    | {a.predicted for a in labelled if a.predicted is not None})
-    if not labels:
-        return Estimate(0.0, 0.0, 1.0, 0)
-    intervals = len(labels) * (2 if measure is Measure.MACRO_F1 else 1)
+    examples = _labelled(counts)
+    if not counts.labels:
+        return Estimate(0.0, 0.0, 1.0, examples)
+    intervals = len(counts.labels) * (2 if measure is Measure.MACRO_F1 else 1)
     each = 1.0 - (1.0 - confidence) / intervals
     values, lows, highs = [], [], []
-    for label in labels:
-        hits = sum(1 for a in labelled if a.label == label and a.predicted == label)
-        precision = proportion(hits, sum(1 for a in labelled if a.predicted == label), each)
-        recall = proportion(hits, sum(1 for a in labelled if a.label == label), each)
+    for label in counts.labels.values():
+        precision = proportion(label.hits, label.predicted, each)
+        recall = proportion(label.hits, label.expected, each)
         if measure is Measure.MACRO_PRECISION:
             chosen = precision
         elif measure is Measure.MACRO_RECALL:
             chosen = recall
         elif measure is Measure.MACRO_F1:
             chosen = Estimate(_f1(precision.value, recall.value), _f1(precision.low, recall.low),
-                              _f1(precision.high, recall.high), len(labelled))
+                              _f1(precision.high, recall.high), examples)
         else:
             raise ValueError(f"{measure} is not a macro measure")
         values.append(chosen.value)
         lows.append(chosen.low)
         highs.append(chosen.high)
-    count = len(labels)
-    return Estimate(sum(values) / count, sum(lows) / count, sum(highs) / count, len(labelled))
+    count = len(counts.labels)
+    return Estimate(sum(values) / count, sum(lows) / count, sum(highs) / count, examples)
 
 
-def measure_of(measure: Measure, answers: Sequence[Answer], confidence: float = CONFIDENCE) -> Estimate:
-    """The estimate of a measure that needs labels (accuracy or a macro measure)."""
+def estimate(measure: Measure, counts: Tally, confidence: float = CONFIDENCE) -> Estimate:
+    """The estimate of a measure of one revision's answers against the labels."""
     if measure is Measure.ACCURACY:
-        return accuracy(answers, confidence)
+        return accuracy(counts, confidence)
     if measure is Measure.AGREEMENT:
-        raise ValueError("agreement compares two revisions: use agreement()")
-    return macro(measure, answers, confidence)
+        raise ValueError("agreement compares two revisions: see agreement()")
+    return macro(measure, counts, confidence)
 
 
-def paired_difference(measure: Measure, canary: Sequence[Answer], stable: Sequence[Answer],
-                      confidence: float = CONFIDENCE) -> Estimate:
-    """canary - stable on the same examples, in the same order, with its interval at `confidence`."""
-    if len(canary) != len(stable):
-        raise ValueError(f"{len(canary)} canary answers for {len(stable)} stable answers")
+def difference(measure: Measure, canary: Tally, stable: Tally, paired: PairedTally,
+               confidence: float = CONFIDENCE) -> Estimate:
+    """canary - stable on the same examples, with its interval at `confidence`."""
     half = 1.0 - (1.0 - confidence) / 2
     if measure is not Measure.ACCURACY:
-        ours, theirs = measure_of(measure, canary, half), measure_of(measure, stable, half)
-        return Estimate(ours.value - theirs.value, ours.low - theirs.high, ours.high - theirs.low, len(canary))
-    examples = len(_labelled(canary))
-    _labelled(stable)
-    canary_only = sum(1 for c, s in zip(canary, stable, strict=True)
-                      if c.predicted == c.label and s.predicted != s.label)
-    stable_only = sum(1 for c, s in zip(canary, stable, strict=True)
-                      if c.predicted != c.label and s.predicted == s.label)
-    discordant = canary_only + stable_only
+        ours, theirs = estimate(measure, canary, half), estimate(measure, stable, half)
+        return Estimate(ours.value - theirs.value, ours.low - theirs.high, ours.high - theirs.low, paired.examples)
+    examples = _labelled(canary)
+    discordant = paired.canary_only + paired.stable_only
     rate_low, rate_high = exact_interval(discordant, examples, half)
-    share_low, share_high = exact_interval(canary_only, discordant, half)
-    # canary - stable = rate * (2 * share - 1): linear in each, so its bounds are at the corners.
+    share_low, share_high = exact_interval(paired.canary_only, discordant, half)
+    # canary - stable = discordant rate * (2 * canary's share - 1): linear in each, bounded at the corners.
     low_lean, high_lean = 2 * share_low - 1, 2 * share_high - 1
     low = low_lean * (rate_high if low_lean < 0 else rate_low)
     high = high_lean * (rate_high if high_lean > 0 else rate_low)
-    value = (canary_only - stable_only) / examples if examples else 0.0
+    value = (paired.canary_only - paired.stable_only) / examples if examples else 0.0
     return Estimate(value, low, high, examples)
 
 
-def judge_estimate(name: str, estimate: Estimate, bounds: Bounds, min_examples: int, *,
+def judge_estimate(name: str, found: Estimate, bounds: Bounds, min_examples: int, *,
                    relative: bool = False, stable: Estimate | None = None) -> Judgement:
     """The verdict of one golden-set measurement: Failed or Successful only when the interval says so."""
     what = f"{name} - stable" if relative else name
-    if estimate.examples < max(min_examples, 1):
+    if found.examples < max(min_examples, 1):
         return Judgement(MeasurementVerdict.INCONCLUSIVE,
-                         f"{what}: {estimate.examples} examples, fewer than minRequests {min_examples}")
-    text = (f"{what} = {estimate.value:.4g} over {estimate.examples} examples "
-            f"(95 % interval {estimate.low:.4g}..{estimate.high:.4g})")
+                         f"{what}: {found.examples} examples, fewer than minRequests {min_examples}")
+    text = (f"{what} = {found.value:.4g} over {found.examples} examples "
+            f"(95 % interval {found.low:.4g}..{found.high:.4g})")
     if stable is not None:
         text += f", stable {stable.value:.4g}"
-    verdict, bound = compare_interval(estimate.low, estimate.high, bounds.min, bounds.max)
+    verdict, bound = compare_interval(found.low, found.high, bounds.min, bounds.max)
     if verdict is MeasurementVerdict.FAILED:
         side = "above max" if bound == bounds.max else "below min"
         return Judgement(verdict, f"{text}, {side} {bound:g}", bound)
     if verdict is MeasurementVerdict.SUCCESSFUL:
         return Judgement(verdict, f"{text}, within bounds")
     return Judgement(verdict, f"{text}, not yet decisive against {bound:g}", bound)
-
