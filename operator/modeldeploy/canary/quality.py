@@ -137,50 +137,80 @@ class PairedTally:
                    int(data.get("agreeing", 0)))
 
 
+class Counter:
+    """Counts answers as they come, one revision's (`add`) or canary's and stable's side by side
+    (`add_pair`); memory grows with the labels, never with the examples."""
+
+    def __init__(self) -> None:
+        self.examples = self.unlabelled = self.errors = 0
+        self.expected: collections.Counter[str] = collections.Counter()
+        self.predicted: collections.Counter[str] = collections.Counter()
+        self.hits: collections.Counter[str] = collections.Counter()
+        self.wrong: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+
+    def add(self, answer: Answer) -> None:
+        self.examples += 1
+        self.errors += answer.predicted is None
+        if answer.label is None:
+            self.unlabelled += 1
+            return
+        self.expected[answer.label] += 1
+        if answer.predicted is None:
+            return
+        self.predicted[answer.predicted] += 1
+        if answer.predicted == answer.label:
+            self.hits[answer.label] += 1
+        else:
+            self.wrong[answer.label][answer.predicted] += 1
+        if len(self.expected.keys() | self.predicted.keys()) > MAX_LABELS:
+            raise ValueError(f"more than {MAX_LABELS} labels expected or predicted")
+
+    def tally(self) -> Tally:
+        labels = {}
+        for name in sorted(self.expected.keys() | self.predicted.keys()):
+            mistakes = sorted((-count, other) for other, count in self.wrong.get(name, collections.Counter()).items())
+            confused_with, confused = (mistakes[0][1], -mistakes[0][0]) if mistakes else (None, 0)
+            labels[name] = LabelTally(self.expected[name], self.predicted[name], self.hits[name], confused_with,
+                                      confused)
+        return Tally(self.examples, self.unlabelled, self.errors, labels)
+
+
+class PairCounter:
+    """Counts canary's and stable's answers to the same examples as they come."""
+
+    def __init__(self) -> None:
+        self.canary, self.stable = Counter(), Counter()
+        self.examples = self.canary_only = self.stable_only = self.agreeing = 0
+
+    def add(self, ours: Answer, theirs: Answer) -> None:
+        self.canary.add(ours)
+        self.stable.add(theirs)
+        self.examples += 1
+        self.agreeing += ours.predicted is not None and ours.predicted == theirs.predicted
+        if ours.label is None:
+            return
+        ours_right, theirs_right = ours.predicted == ours.label, theirs.predicted == theirs.label
+        self.canary_only += ours_right and not theirs_right
+        self.stable_only += theirs_right and not ours_right
+
+    def paired(self) -> PairedTally:
+        return PairedTally(self.examples, self.canary_only, self.stable_only, self.agreeing)
+
+
 def tally(answers: Iterable[Answer]) -> Tally:
     """Count one revision's answers (more than MAX_LABELS labels: ValueError)."""
-    examples = unlabelled = errors = 0
-    expected: collections.Counter[str] = collections.Counter()
-    predicted: collections.Counter[str] = collections.Counter()
-    hits: collections.Counter[str] = collections.Counter()
-    wrong: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    counter = Counter()
     for answer in answers:
-        examples += 1
-        errors += answer.predicted is None
-        if answer.label is None:
-            unlabelled += 1
-            continue
-        expected[answer.label] += 1
-        if answer.predicted is None:
-            continue
-        predicted[answer.predicted] += 1
-        if answer.predicted == answer.label:
-            hits[answer.label] += 1
-        else:
-            wrong[answer.label][answer.predicted] += 1
-    names = set(expected) | set(predicted)
-    if len(names) > MAX_LABELS:
-        raise ValueError(f"{len(names)} labels expected or predicted, more than {MAX_LABELS}")
-    labels = {}
-    for name in sorted(names):
-        mistakes = sorted((-count, other) for other, count in wrong.get(name, collections.Counter()).items())
-        confused_with, confused = (mistakes[0][1], -mistakes[0][0]) if mistakes else (None, 0)
-        labels[name] = LabelTally(expected[name], predicted[name], hits[name], confused_with, confused)
-    return Tally(examples, unlabelled, errors, labels)
+        counter.add(answer)
+    return counter.tally()
 
 
 def pair(canary: Iterable[Answer], stable: Iterable[Answer]) -> PairedTally:
     """Count canary's and stable's answers to the same examples, in the same order."""
-    examples = canary_only = stable_only = agreeing = 0
+    counter = PairCounter()
     for ours, theirs in zip(canary, stable, strict=True):
-        examples += 1
-        agreeing += ours.predicted is not None and ours.predicted == theirs.predicted
-        if ours.label is None:
-            continue
-        ours_right, theirs_right = ours.predicted == ours.label, theirs.predicted == theirs.label
-        canary_only += ours_right and not theirs_right
-        stable_only += theirs_right and not ours_right
-    return PairedTally(examples, canary_only, stable_only, agreeing)
+        counter.add(ours, theirs)
+    return counter.paired()
 
 
 @dataclasses.dataclass(frozen=True)
