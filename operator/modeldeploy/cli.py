@@ -1,6 +1,7 @@
 """The `modeldeploy` command: `operator` runs the operator, `archive` builds and verifies archives,
-`promote`, `abort`, `retry`, `pause`, `resume` steer a rollout and `status` shows it. Installed as
-`kubectl-modeldeploy` too, it is a kubectl plugin."""
+`evaluate` measures a golden set (the command of a measurement's Job), `promote`, `abort`, `retry`,
+`pause`, `resume` steer a rollout and `status` shows it. Installed as `kubectl-modeldeploy` too, it is
+a kubectl plugin."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     from modeldeploy import runner
     from modeldeploy.archives import cli as archive_cli
+    from modeldeploy.evaluation import cli as evaluate_cli
     from modeldeploy.steering import commands as steering
 
     # As a kubectl plugin, help speaks of the command the user typed.
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     runner.register(commands)
     archive_cli.register(commands)
+    evaluate_cli.register(commands)
     steering.register(commands)
     return parser
 

@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
     _add_verify(commands)
 
 
-def _add_s3_flags(parser: argparse.ArgumentParser) -> None:
+def add_s3_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("S3 (credentials come from AWS_* environment variables, never flags)")
     group.add_argument(
         "--s3-endpoint-url",
@@ -114,7 +114,7 @@ def _add_build(commands: Any) -> None:
         "--work-dir", help="local directory for downloads when the store is S3 (created when missing)"
     )
     build.add_argument("--termination-message-path", help="also write the result JSON here (Kubernetes)")
-    _add_s3_flags(build)
+    add_s3_flags(build)
     build.set_defaults(func=run_build)
 
 
@@ -126,11 +126,11 @@ def _add_verify(commands: Any) -> None:
         "--output",
         help="also copy the artifact to this file while checking it; the file appears only when the sha256 matches",
     )
-    _add_s3_flags(check)
+    add_s3_flags(check)
     check.set_defaults(func=run_verify)
 
 
-def _s3_config(args: argparse.Namespace) -> S3Config:
+def s3_config(args: argparse.Namespace) -> S3Config:
     config = S3Config.from_env()
     return S3Config(
         endpoint_url=args.s3_endpoint_url or config.endpoint_url,
@@ -221,7 +221,7 @@ def run_build(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         request = request_from_args(args)
-        s3 = _s3_config(args)
+        s3 = s3_config(args)
         settings = BuildSettings(
             limits=Limits(args.max_file_bytes, args.max_total_bytes, args.max_files),
             source_root=args.source_root,
@@ -250,7 +250,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     """Run `archive verify`; 0 when the artifact has the expected sha256, else the code of the failure."""
     try:
-        actual = verify(args.uri, args.sha256, s3=_s3_config(args), output=args.output)
+        actual = verify(args.uri, args.sha256, s3=s3_config(args), output=args.output)
     except StoreAccessDenied as error:
         print(f"modeldeploy archive verify: ACCESS DENIED: {error}", file=sys.stderr)
         return EXIT_ACCESS_DENIED
