@@ -32,8 +32,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from modeldeploy.api.rollout import MeasurementVerdict
-from modeldeploy.canary.verdicts import Bounds, Judgement, compare_interval, exact_interval
+from modeldeploy.canary.verdicts import Bounds, Judgement, Sample, exact_interval, judge
 
 CONFIDENCE = 0.95
 MAX_LABELS = 100
@@ -305,21 +304,14 @@ def difference(measure: Measure, canary: Tally, stable: Tally, paired: PairedTal
     return Estimate(value, low, high, examples)
 
 
+def sample_of(found: Estimate) -> Sample:
+    """The estimate as a measurement's sample: its value, its examples and its interval."""
+    return Sample(found.value, found.examples, interval=(found.low, found.high), unit="examples")
+
+
 def judge_estimate(name: str, found: Estimate, bounds: Bounds, min_examples: int, *,
                    relative: bool = False, stable: Estimate | None = None) -> Judgement:
-    """The verdict of one golden-set measurement: Failed or Successful only when the interval says so."""
-    what = f"{name} - stable" if relative else name
-    if found.examples < max(min_examples, 1):
-        return Judgement(MeasurementVerdict.INCONCLUSIVE,
-                         f"{what}: {found.examples} examples, fewer than minRequests {min_examples}")
-    text = (f"{what} = {found.value:.4g} over {found.examples} examples "
-            f"(95 % interval {found.low:.4g}..{found.high:.4g})")
-    if stable is not None:
-        text += f", stable {stable.value:.4g}"
-    verdict, bound = compare_interval(found.low, found.high, bounds.min, bounds.max)
-    if verdict is MeasurementVerdict.FAILED:
-        side = "above max" if bound == bounds.max else "below min"
-        return Judgement(verdict, f"{text}, {side} {bound:g}", bound)
-    if verdict is MeasurementVerdict.SUCCESSFUL:
-        return Judgement(verdict, f"{text}, within bounds")
-    return Judgement(verdict, f"{text}, not yet decisive against {bound:g}", bound)
+    """The verdict of one golden-set measurement, judged as any sample with its interval is; a
+    comparison with stable is named so, and quotes stable's own value."""
+    return judge(f"{name} - stable" if relative else name, sample_of(found), bounds, max(min_examples, 1),
+                 beside=f", stable {stable.value:.4g}" if stable is not None else "")

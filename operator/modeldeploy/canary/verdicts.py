@@ -52,6 +52,10 @@ class Sample:
     value: float | None
     requests: int | None = None
     events: int | None = None
+    interval: tuple[float, float] | None = None
+    """Its 95 % interval when the provider computed it from its own counts (a golden-set measure)."""
+    unit: str = "requests"
+    """What `requests` counts (a golden set counts examples)."""
 
     @property
     def share(self) -> Share | None:
@@ -100,6 +104,8 @@ def compare_interval(low: float, high: float, minimum: float | None,
 
 def _interval(sample: Sample) -> tuple[float, float]:
     assert sample.value is not None
+    if sample.interval is not None:
+        return sample.interval
     share = sample.share
     if share is not None:
         return exact_interval(share.events, share.requests)
@@ -108,20 +114,21 @@ def _interval(sample: Sample) -> tuple[float, float]:
 
 def _describe(name: str, sample: Sample, low: float, high: float) -> str:
     assert sample.value is not None
-    counted = f" over {sample.requests} requests" if sample.requests is not None else ""
+    counted = f" over {sample.requests} {sample.unit}" if sample.requests is not None else ""
     interval = f" (95 % interval {low:.4g}..{high:.4g})" if low != high else ""
     return f"{name} = {sample.value:.4g}{counted}{interval}"
 
 
-def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int) -> Judgement:
-    """The verdict of one measurement of metric `name` (Successful, Failed or Inconclusive)."""
+def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int, *, beside: str = "") -> Judgement:
+    """The verdict of one measurement of metric `name` (Successful, Failed or Inconclusive); `beside` is
+    quoted after the value (stable's own value, say)."""
     if not _usable(canary):
         return Judgement(MeasurementVerdict.INCONCLUSIVE, f"{name}: no value ({canary.value})")
     if canary.requests is not None and canary.requests < min_requests:
         return Judgement(MeasurementVerdict.INCONCLUSIVE,
-                         f"{name}: {canary.requests} requests, fewer than minRequests {min_requests}")
+                         f"{name}: {canary.requests} {canary.unit}, fewer than minRequests {min_requests}")
     low, high = _interval(canary)
-    text = _describe(name, canary, low, high)
+    text = _describe(name, canary, low, high) + beside
     verdict, bound = compare_interval(low, high, bounds.min, bounds.max)
     if verdict is MeasurementVerdict.FAILED:
         side = "above max" if bound == bounds.max else "below min"
