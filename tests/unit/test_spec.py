@@ -13,10 +13,15 @@ from modeldeploy.api.spec import (
     PROVIDER_PARSERS,
     ArchiveFormat,
     BuiltinHandler,
+    GoldenSetMeasure,
+    GoldenSetPrediction,
+    GoldenSetProvider,
     ModelDeployment,
     PrometheusProvider,
     PvcStore,
+    RelativeTo,
     S3Store,
+    Source,
     SourceScheme,
     SpecError,
     TorchServeMetric,
@@ -304,11 +309,12 @@ def test_a_metric_names_exactly_one_provider_of_the_parser_table() -> None:
 
     for error in (both, unknown):
         assert error.field == "spec.rollout.analysis.metrics[0].provider"
-        assert "must set exactly one of torchserve or prometheus" in str(error)
+        assert "must set exactly one of torchserve, prometheus or goldenSet" in str(error)
 
 
 def test_each_parser_table_entry_parses_the_provider_spec_of_its_kind() -> None:
-    minimal = {"torchserve": {}, "prometheus": {"address": "http://prometheus:9090", "query": "up"}}
+    minimal = {"torchserve": {}, "prometheus": {"address": "http://prometheus:9090", "query": "up"},
+               "goldenSet": {"source": {"uri": "pvc://models/golden.jsonl"}}}
     assert set(PROVIDER_PARSERS) == set(minimal)
     for kind, fields in minimal.items():
         spec = parse_spec(spec_with(**{"rollout.analysis.metrics": [
@@ -356,3 +362,45 @@ def test_a_prometheus_timeout_beyond_five_minutes_is_refused() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(spec_with(**{"rollout.analysis.metrics": [prometheus_metric(timeout="10m")]}))
     assert caught.value.field == "spec.rollout.analysis.metrics[0].provider.prometheus.timeout"
+
+
+def golden_metric(**fields: object) -> dict[str, object]:
+    return {"name": "quality", "min": 0.9,
+            "provider": {"goldenSet": {"source": {"uri": "pvc://models/iris/golden.jsonl"}, **fields}}}
+
+
+def test_a_golden_set_metric_reads_its_source_measure_and_prediction_with_accuracy_and_the_body_by_default() -> None:
+    default = parse_spec(spec_with(**{"rollout.analysis.metrics": [golden_metric()]}))
+    configured = parse_spec(spec_with(**{"rollout.analysis.metrics": [
+        {**golden_metric(measure="macro-f1", prediction={"jsonPath": "$.labels[0]"}), "relativeTo": "stable",
+         "min": -0.02}]}))
+
+    assert default.rollout.analysis.metrics[0].provider == GoldenSetProvider(
+        Source("pvc://models/iris/golden.jsonl"), GoldenSetMeasure.ACCURACY, GoldenSetPrediction())
+    metric = configured.rollout.analysis.metrics[0]
+    assert metric.provider == GoldenSetProvider(Source("pvc://models/iris/golden.jsonl"), GoldenSetMeasure.MACRO_F1,
+                                                GoldenSetPrediction(json_path="$.labels[0]"))
+    assert (metric.relative_to, metric.min) == (RelativeTo.STABLE, -0.02)
+
+
+@pytest.mark.parametrize(("fields", "field", "rule"), [
+    ({"measure": "recall"}, "provider.goldenSet.measure", "must be one of accuracy, macro-precision"),
+    ({"prediction": {"jsonPath": "$..labels"}}, "provider.goldenSet.prediction.jsonPath",
+     "must be a path of keys and indexes"),
+    ({"prediction": {"jsonPath": "$.a", "argmax": {}}}, "provider.goldenSet.prediction",
+     "must set at most one of jsonPath or argmax"),
+    ({"source": {"uri": "ftp://x/golden.jsonl"}}, "provider.goldenSet.source.uri", "must be pvc://CLAIM/PATH"),
+])
+def test_a_bad_golden_set_metric_is_refused_naming_the_field(fields: dict[str, object], field: str,
+                                                              rule: str) -> None:
+    error = error_of(spec_with(**{"rollout.analysis.metrics": [golden_metric(**fields)]}))
+
+    assert error.field == f"spec.rollout.analysis.metrics[0].{field}" and error.rule.startswith(rule)
+
+
+def test_agreement_compares_with_stable_already_and_refuses_relative_to() -> None:
+    error = error_of(spec_with(**{"rollout.analysis.metrics": [
+        {**golden_metric(measure="agreement"), "relativeTo": "stable"}]}))
+
+    assert error.field == "spec.rollout.analysis.metrics[0].relativeTo"
+    assert "does not apply to agreement" in error.rule

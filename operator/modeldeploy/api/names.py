@@ -28,3 +28,7 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
 """An S3 bucket name (the CRD bounds its length to 63)."""
+
+JSON_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_-]*|\[[0-9]{1,6}\]|\['[^'\\]{1,256}'\])*$")
+"""The paths a golden set's `prediction.jsonPath` may name: object keys (`.name`, `['any name']`) and list
+indexes (`[0]`) from the root `$`; the CRD's pattern is the same expression."""

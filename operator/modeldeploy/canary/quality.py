@@ -28,35 +28,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modeldeploy.api.spec import GoldenSetMeasure
 from modeldeploy.canary.verdicts import Bounds, Judgement, Sample, exact_interval, judge
 
 CONFIDENCE = 0.95
 MAX_LABELS = 100
 """The most labels a golden set may name: the counts of each travel in a measurement's result."""
-
-
-class Measure(enum.StrEnum):
-    """What a golden-set metric measures (`provider.goldenSet.measure`)."""
-
-    ACCURACY = "accuracy"
-    MACRO_PRECISION = "macro-precision"
-    MACRO_RECALL = "macro-recall"
-    MACRO_F1 = "macro-f1"
-    AGREEMENT = "agreement"
-
-    @property
-    def needs_labels(self) -> bool:
-        """Whether every example must carry its label."""
-        return self is not Measure.AGREEMENT
-
-    @property
-    def needs_stable(self) -> bool:
-        """Whether the stable pods answer the examples too, whatever `relativeTo` says."""
-        return self is Measure.AGREEMENT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,23 +228,23 @@ def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
-def macro(measure: Measure, counts: Tally, confidence: float = CONFIDENCE) -> Estimate:
+def macro(measure: GoldenSetMeasure, counts: Tally, confidence: float = CONFIDENCE) -> Estimate:
     """Macro precision, recall or F1 over the labels expected or predicted (a label never predicted has
     precision 0, one never expected recall 0, as scikit-learn counts them with zero_division=0)."""
     examples = _labelled(counts)
     if not counts.labels:
         return Estimate(0.0, 0.0, 1.0, examples)
-    intervals = len(counts.labels) * (2 if measure is Measure.MACRO_F1 else 1)
+    intervals = len(counts.labels) * (2 if measure is GoldenSetMeasure.MACRO_F1 else 1)
     each = 1.0 - (1.0 - confidence) / intervals
     values, lows, highs = [], [], []
     for label in counts.labels.values():
         precision = proportion(label.hits, label.predicted, each)
         recall = proportion(label.hits, label.expected, each)
-        if measure is Measure.MACRO_PRECISION:
+        if measure is GoldenSetMeasure.MACRO_PRECISION:
             chosen = precision
-        elif measure is Measure.MACRO_RECALL:
+        elif measure is GoldenSetMeasure.MACRO_RECALL:
             chosen = recall
-        elif measure is Measure.MACRO_F1:
+        elif measure is GoldenSetMeasure.MACRO_F1:
             chosen = Estimate(_f1(precision.value, recall.value), _f1(precision.low, recall.low),
                               _f1(precision.high, recall.high), examples)
         else:
@@ -276,20 +256,20 @@ def macro(measure: Measure, counts: Tally, confidence: float = CONFIDENCE) -> Es
     return Estimate(sum(values) / count, sum(lows) / count, sum(highs) / count, examples)
 
 
-def estimate(measure: Measure, counts: Tally, confidence: float = CONFIDENCE) -> Estimate:
+def estimate(measure: GoldenSetMeasure, counts: Tally, confidence: float = CONFIDENCE) -> Estimate:
     """The estimate of a measure of one revision's answers against the labels."""
-    if measure is Measure.ACCURACY:
+    if measure is GoldenSetMeasure.ACCURACY:
         return accuracy(counts, confidence)
-    if measure is Measure.AGREEMENT:
+    if measure is GoldenSetMeasure.AGREEMENT:
         raise ValueError("agreement compares two revisions: see agreement()")
     return macro(measure, counts, confidence)
 
 
-def difference(measure: Measure, canary: Tally, stable: Tally, paired: PairedTally,
+def difference(measure: GoldenSetMeasure, canary: Tally, stable: Tally, paired: PairedTally,
                confidence: float = CONFIDENCE) -> Estimate:
     """canary - stable on the same examples, with its interval at `confidence`."""
     half = 1.0 - (1.0 - confidence) / 2
-    if measure is not Measure.ACCURACY:
+    if measure is not GoldenSetMeasure.ACCURACY:
         ours, theirs = estimate(measure, canary, half), estimate(measure, stable, half)
         return Estimate(ours.value - theirs.value, ours.low - theirs.high, ours.high - theirs.low, paired.examples)
     examples = _labelled(canary)

@@ -16,11 +16,11 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from modeldeploy.api.spec import GoldenSetMeasure
 from modeldeploy.archives.cli import add_s3_flags, s3_config
 from modeldeploy.archives.errors import ArchiveError
 from modeldeploy.archives.rules import Limits
 from modeldeploy.archives.sources import Source, SourceResolver
-from modeldeploy.canary.quality import Measure
 from modeldeploy.evaluation.evaluator import Pods, evaluate
 from modeldeploy.evaluation.goldenset import GoldenSetError, read_examples
 from modeldeploy.evaluation.prediction import Argmax, Body, JsonPath, Prediction
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate_command.add_argument("--golden-set", required=True, help="a path, https://... or s3://BUCKET/KEY")
     evaluate_command.add_argument("--sha256", help="the set's expected sha256 (required for https://)")
-    evaluate_command.add_argument("--measure", required=True, choices=[m.value for m in Measure])
+    evaluate_command.add_argument("--measure", required=True, choices=[m.value for m in GoldenSetMeasure])
     evaluate_command.add_argument("--prediction", default="body",
                                   help='where the label is in an answer: "body", "argmax" or a path such as '
                                        "$.labels[0]")
@@ -63,7 +63,7 @@ def _lines(path: str) -> Iterator[bytes]:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    measure = Measure(args.measure)
+    measure = GoldenSetMeasure(args.measure)
     try:
         prediction = prediction_of(args.prediction)
         with tempfile.TemporaryDirectory(prefix="golden-set-") as downloads:

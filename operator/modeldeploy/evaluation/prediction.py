@@ -17,8 +17,8 @@ import json
 import re
 from typing import Any
 
-JSON_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_-]*|\[[0-9]{1,6}\]|\['[^'\\]{1,256}'\])*$")
-"""The paths `jsonPath` accepts; the CRD's pattern is the same expression."""
+from modeldeploy.api.names import JSON_PATH
+
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[([0-9]{1,6})\]|\['([^'\\]{1,256})'\]")
 
 

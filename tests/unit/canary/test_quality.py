@@ -9,10 +9,10 @@ from scipy.stats import binom
 from sklearn.metrics import precision_recall_fscore_support
 
 from modeldeploy.api.rollout import MeasurementVerdict
+from modeldeploy.api.spec import GoldenSetMeasure
 from modeldeploy.canary.quality import (
     Answer,
     LabelTally,
-    Measure,
     PairedTally,
     Tally,
     accuracy,
@@ -75,8 +75,9 @@ def test_an_unreadable_answer_is_wrong() -> None:
     assert estimate.value == pytest.approx(2 / 3) and counts.errors == 1
 
 
-@pytest.mark.parametrize("measure", [Measure.MACRO_PRECISION, Measure.MACRO_RECALL, Measure.MACRO_F1])
-def test_macro_values_are_scikit_learns_with_zero_division_zero(measure: Measure) -> None:
+@pytest.mark.parametrize("measure", [GoldenSetMeasure.MACRO_PRECISION, GoldenSetMeasure.MACRO_RECALL,
+                                     GoldenSetMeasure.MACRO_F1])
+def test_macro_values_are_scikit_learns_with_zero_division_zero(measure: GoldenSetMeasure) -> None:
     rng = np.random.default_rng(7)
     expected = [str(rng.choice(LABELS)) for _ in range(300)]
     predicted: list[str | None] = [e if rng.random() < 0.8 else str(rng.choice([*LABELS, "other"])) for e in expected]
@@ -88,17 +89,18 @@ def test_macro_values_are_scikit_learns_with_zero_division_zero(measure: Measure
     labels = sorted(set(truth) | {p for p in predicted if p is not None})
     precision, recall, f1, _ = precision_recall_fscore_support(truth, guesses, labels=labels, average="macro",
                                                                zero_division=0)
-    expected_value = {Measure.MACRO_PRECISION: precision, Measure.MACRO_RECALL: recall, Measure.MACRO_F1: f1}[measure]
+    expected_value = {GoldenSetMeasure.MACRO_PRECISION: precision, GoldenSetMeasure.MACRO_RECALL: recall,
+                      GoldenSetMeasure.MACRO_F1: f1}[measure]
     assert ours.value == pytest.approx(float(expected_value))
     assert ours.low <= ours.value <= ours.high and ours.examples == 300
 
 
 def test_a_perfect_model_on_twenty_examples_does_not_pass_a_macro_f1_of_ninety_percent() -> None:
-    estimate = macro(Measure.MACRO_F1, tally(iris_like(7)[:20]))
+    estimate = macro(GoldenSetMeasure.MACRO_F1, tally(iris_like(7)[:20]))
 
     assert estimate.value == 1.0 and estimate.high == 1.0 and estimate.low < 0.9
     assert judge_estimate("f1", estimate, Bounds(min=0.9), 1).verdict is MeasurementVerdict.INCONCLUSIVE
-    assert judge_estimate("f1", macro(Measure.MACRO_F1, tally(iris_like(400))), Bounds(min=0.9), 1).verdict \
+    assert judge_estimate("f1", macro(GoldenSetMeasure.MACRO_F1, tally(iris_like(400))), Bounds(min=0.9), 1).verdict \
         is MeasurementVerdict.SUCCESSFUL
 
 
@@ -123,8 +125,8 @@ def test_the_macro_and_paired_intervals_cover_the_true_value_at_least_95_percent
         # Each label answered right with probability 0.85 by the canary and 0.90 by stable, independently.
         canary = answers(expected, [e if d < 0.85 else "other" for e, d in zip(expected, rng.random(120), strict=True)])
         stable = answers(expected, [e if d < 0.90 else "other" for e, d in zip(expected, rng.random(120), strict=True)])
-        recall = macro(Measure.MACRO_RECALL, tally(canary))
-        change = difference(Measure.ACCURACY, tally(canary), tally(stable), pair(canary, stable))
+        recall = macro(GoldenSetMeasure.MACRO_RECALL, tally(canary))
+        change = difference(GoldenSetMeasure.ACCURACY, tally(canary), tally(stable), pair(canary, stable))
         recalls += recall.low <= 0.85 <= recall.high
         differences += change.low <= -0.05 <= change.high
 
@@ -139,7 +141,7 @@ def test_ten_points_less_accurate_than_stable_fails_at_most_two_points_worse() -
         if answer.predicted == answer.label and flipped < 15:
             canary[i] = Answer(answer.label, "wrong")
             flipped += 1
-    change = difference(Measure.ACCURACY, tally(canary), tally(stable), pair(canary, stable))
+    change = difference(GoldenSetMeasure.ACCURACY, tally(canary), tally(stable), pair(canary, stable))
 
     assert change.value == pytest.approx(-0.1) and change.high < -0.02
     judged = judge_estimate("accuracy", change, Bounds(min=-0.02), 10, relative=True,
@@ -153,7 +155,7 @@ def test_the_same_answers_as_stable_pass_two_points_worse_only_with_enough_examp
     few, many = iris_like(50, wrong_every=20), iris_like(700, wrong_every=20)
 
     def same(answered: list[Answer]) -> MeasurementVerdict:
-        change = difference(Measure.ACCURACY, tally(answered), tally(answered), pair(answered, answered))
+        change = difference(GoldenSetMeasure.ACCURACY, tally(answered), tally(answered), pair(answered, answered))
         return judge_estimate("accuracy", change, Bounds(min=-0.02), 10, relative=True).verdict
 
     assert same(few) is MeasurementVerdict.INCONCLUSIVE
@@ -162,7 +164,7 @@ def test_the_same_answers_as_stable_pass_two_points_worse_only_with_enough_examp
 
 def test_a_macro_measure_relative_to_stable_spans_both_intervals() -> None:
     stable, canary = iris_like(100), iris_like(100, wrong_every=4)
-    change = difference(Measure.MACRO_RECALL, tally(canary), tally(stable), pair(canary, stable))
+    change = difference(GoldenSetMeasure.MACRO_RECALL, tally(canary), tally(stable), pair(canary, stable))
 
     assert change.value == pytest.approx(-0.25)
     assert change.low < -0.25 < change.high < 0

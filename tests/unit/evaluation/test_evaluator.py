@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from modeldeploy.canary.quality import Measure, accuracy, agreement, difference
+from modeldeploy.api.spec import GoldenSetMeasure
+from modeldeploy.canary.quality import accuracy, agreement, difference
 from modeldeploy.evaluation.evaluator import Evaluation, Pods, evaluate
 from modeldeploy.evaluation.goldenset import Example, GoldenSetError, read_examples
 from modeldeploy.evaluation.prediction import JsonPath
@@ -117,7 +118,7 @@ def test_wrong_labels_lose_accuracy_against_stable_on_the_same_examples() -> Non
     assert result.stable is not None and result.paired is not None
     assert accuracy(result.canary).value == pytest.approx(2 / 3)
     assert result.paired.stable_only == 50 and result.paired.canary_only == 0
-    assert difference(Measure.ACCURACY, result.canary, result.stable, result.paired).high < -0.02
+    assert difference(GoldenSetMeasure.ACCURACY, result.canary, result.stable, result.paired).high < -0.02
     assert result.canary.labels["setosa"].confused_with == "versicolor"
 
 

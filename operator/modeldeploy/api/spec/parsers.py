@@ -12,6 +12,7 @@ from modeldeploy.api.names import (
     DNS1035_LABEL,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
+    JSON_PATH,
     MODEL_NAME,
     S3_BUCKET,
     SHA256,
@@ -28,6 +29,9 @@ from modeldeploy.api.spec.types import (
     ArchiveFormat,
     BuiltinHandler,
     ExtraFile,
+    GoldenSetMeasure,
+    GoldenSetPrediction,
+    GoldenSetProvider,
     Handler,
     Metric,
     Model,
@@ -38,6 +42,7 @@ from modeldeploy.api.spec.types import (
     PrometheusProvider,
     ProviderSpec,
     PvcStore,
+    RelativeTo,
     Resources,
     Rollout,
     RolloutStep,
@@ -287,9 +292,24 @@ def _prometheus_provider(reader: Reader) -> PrometheusProvider:
                               secret_name=_secret_name(reader, "secretRef") if reader.has("secretRef") else None)
 
 
+def _golden_set_provider(reader: Reader) -> GoldenSetProvider:
+    prediction = reader.child("prediction")
+    if prediction.has("jsonPath") and prediction.has("argmax"):
+        raise SpecError(prediction.path, dict(prediction.data), "must set at most one of jsonPath or argmax")
+    json_path = None
+    if prediction.has("jsonPath"):
+        json_path = matching(prediction, "jsonPath", JSON_PATH,
+                             "must be a path of keys and indexes such as $.labels[0] or $['class name']",
+                             max_length=512)
+    return GoldenSetProvider(source=_source(reader.child("source")),
+                             measure=reader.choice("measure", GoldenSetMeasure, GoldenSetMeasure.ACCURACY),
+                             prediction=GoldenSetPrediction(json_path=json_path, argmax=prediction.has("argmax")))
+
+
 PROVIDER_PARSERS: Mapping[str, Callable[[Reader], ProviderSpec]] = {
     TorchServeProvider.kind: _torchserve_provider,
     PrometheusProvider.kind: _prometheus_provider,
+    GoldenSetProvider.kind: _golden_set_provider,
 }
 """The metric providers a spec may name: the CRD key under `provider` -> the parser of what is below it.
 A new provider kind is one entry here (and its CRD schema, and its module in modeldeploy.metrics)."""
@@ -303,12 +323,19 @@ def _metric(reader: Reader) -> Metric:
         raise SpecError(provider_reader.path, dict(provider_reader.data),
                         f"must set exactly one of {one_of(list(PROVIDER_PARSERS))}")
     provider = PROVIDER_PARSERS[named[0]](provider_reader.child(named[0]))
-    metric = Metric(name=name, provider=provider, min=reader.number("min"), max=reader.number("max"))
+    relative_to = reader.choice("relativeTo", RelativeTo) if reader.has("relativeTo") else None
+    metric = Metric(name=name, provider=provider, min=reader.number("min"), max=reader.number("max"),
+                    relative_to=relative_to)
     if metric.min is None and metric.max is None:
         raise SpecError(reader.path, name, "needs a bound: set min, max or both")
     if metric.min is not None and metric.max is not None and metric.min > metric.max:
         raise SpecError(reader.at("min"), metric.min, f"must be <= max ({metric.max})")
-    if isinstance(provider, TorchServeProvider) and provider.metric is TorchServeMetric.ERROR_RATE:
+    if isinstance(provider, GoldenSetProvider) and provider.measure is GoldenSetMeasure.AGREEMENT \
+            and relative_to is not None:
+        raise SpecError(reader.at("relativeTo"), relative_to.value,
+                        "does not apply to agreement, which compares canary with stable already")
+    if isinstance(provider, TorchServeProvider) and provider.metric is TorchServeMetric.ERROR_RATE \
+            and relative_to is None:
         for key, bound in (("min", metric.min), ("max", metric.max)):
             if bound is not None and not 0.0 <= bound <= 1.0:
                 raise SpecError(reader.at(key), bound, "must lie within [0, 1] for an error rate")

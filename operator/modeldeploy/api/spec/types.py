@@ -292,14 +292,60 @@ class PrometheusProvider:
         return () if self.secret_name is None else (("secretRef.name", self.secret_name),)
 
 
+class GoldenSetMeasure(enum.StrEnum):
+    """What a golden-set metric measures of the canary's answers to the set's examples."""
+
+    ACCURACY = "accuracy"
+    MACRO_PRECISION = "macro-precision"
+    MACRO_RECALL = "macro-recall"
+    MACRO_F1 = "macro-f1"
+    AGREEMENT = "agreement"
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether every example must carry its label (agreement compares with stable's answers)."""
+        return self is not GoldenSetMeasure.AGREEMENT
+
+
+@dataclasses.dataclass(frozen=True)
+class GoldenSetPrediction:
+    """Where the predicted label is in an answer: at `json_path`, the best score (`argmax`), or the
+    body itself (neither)."""
+
+    json_path: str | None = None
+    argmax: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class GoldenSetProvider:
+    """A metric of the canary's answers to a golden set's examples, sent to its pods directly."""
+
+    kind: ClassVar[str] = "goldenSet"
+    source: Source
+    measure: GoldenSetMeasure = GoldenSetMeasure.ACCURACY
+    prediction: GoldenSetPrediction = GoldenSetPrediction()
+
+    def secret_refs(self) -> tuple[tuple[str, str], ...]:
+        """No Secret of its own: an s3:// set is read with the credentials the model's sources use."""
+        return ()
+
+
+class RelativeTo(enum.StrEnum):
+    """What a metric's bounds are relative to: the stable revision, measured beside the canary."""
+
+    STABLE = "stable"
+
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """A metric and its inclusive bounds (at least one)."""
+    """A metric and its inclusive bounds (at least one); with `relative_to`, the bounds apply to
+    canary - stable (a ratio canary / stable for a latency)."""
 
     name: str
     provider: ProviderSpec
     min: float | None = None
     max: float | None = None
+    relative_to: RelativeTo | None = None
 
 
 DEFAULT_METRICS = (Metric(name="error-rate", provider=TorchServeProvider(), max=0.01),)
