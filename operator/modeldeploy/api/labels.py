@@ -24,6 +24,7 @@ LABEL_DEPLOYMENT = f"{GROUP}/deployment"
 LABEL_REVISION = f"{GROUP}/revision"
 LABEL_ROLE = f"{GROUP}/role"
 LABEL_BUILD_KEY = f"{GROUP}/build-key"
+LABEL_METRIC = f"{GROUP}/metric"
 LABEL_JOB_NAME = "job-name"
 """Set by the Job controller on a Job's pods."""
 LABEL_NAMESPACE_NAME = "kubernetes.io/metadata.name"
@@ -41,6 +42,7 @@ LAST_HANDLED_CONFIGURATION = "last-handled-configuration"
 FINALIZER = f"{GROUP}/finalizer"
 
 BUILD_COMPONENT = "archive-build"
+EVALUATION_COMPONENT = "golden-set-evaluation"
 
 MANAGED: Mapping[str, str] = {LABEL_MANAGED_BY: MANAGER}
 """The label every child carries: what the operator watches."""
@@ -74,6 +76,18 @@ def build_labels(name: str, build_key: str) -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGER,
         LABEL_DEPLOYMENT: name,
         LABEL_BUILD_KEY: build_key,
+    }
+
+
+def evaluation_labels(name: str, metric: str) -> dict[str, str]:
+    """Labels of a golden-set measurement's Job and its pods (the serving pods' NetworkPolicy admits
+    these pods on the inference port)."""
+    return {
+        LABEL_NAME: name,
+        LABEL_COMPONENT: EVALUATION_COMPONENT,
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_DEPLOYMENT: name,
+        LABEL_METRIC: metric,
     }
 
 
