@@ -60,6 +60,8 @@ def fold(counters: MetricState, measurement: Measurement, metric: MetricPolicy, 
     all ready at the step's weight, and the window began after the step and that weight did). A
     provider error only lengthens the error streak; a window merely begun is not judged.
     """
+    if measurement.pending:
+        return Folded(counters)  # still running: the same window is asked about again
     at = stamp(measurement.at)
     if measurement.error is not None:
         record = MeasurementRecord(at=at, verdict=MeasurementVerdict.ERROR, weight=weight, message=measurement.error)

@@ -106,7 +106,8 @@ class Measurement:
 
     Neither samples nor an error: the provider only began a window at `at` (it had no baseline,
     say after an operator restart); nothing is judged, and the next measurement is due an
-    interval later.
+    interval later. `pending`: the provider began a measurement of this window that is still
+    running (a golden-set Job); nothing is recorded, and it is asked again about the same window.
     """
 
     metric: str
@@ -115,6 +116,7 @@ class Measurement:
     canary: Sample | None = None
     stable: Sample | None = None
     error: str | None = None
+    pending: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from modeldeploy.api.labels import ANNOTATION_PREFIX, FINALIZER, LAST_HANDLED_CONFIGURATION
-from modeldeploy.k8s import KubeApi
+from modeldeploy.k8s import ChildJobs, KubeApi
 from modeldeploy.metrics import OperatorAccess, Providers, build_providers
 from modeldeploy.settings import REPORTING_COMPONENT, OperatorConfig
 
@@ -72,8 +72,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         memo["api"] = api
         # One provider per kind for the operator's lifetime: the TorchServe scraper keeps the per-pod
         # baselines the canary's windows start from; the Prometheus client keeps one HTTP session and
-        # reads a metric's Secret at each query.
-        memo[PROVIDERS] = build_providers(OperatorAccess(read_secret=api.secrets.read))
+        # reads a metric's Secret at each query; a golden-set metric runs a Job per measurement.
+        memo[PROVIDERS] = build_providers(OperatorAccess(read_secret=api.secrets.read, jobs=ChildJobs(api.children),
+                                                         operator=config.identity))
 
     @kopf.on.cleanup(registry=registry)
     async def close_clients(memo: kopf.Memo, **_: Any) -> None:

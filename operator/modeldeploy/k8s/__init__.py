@@ -6,6 +6,7 @@ errors are raised as the reconcile's own (modeldeploy.reconcile.errors).
 
 from modeldeploy.k8s.api import KubeApi, context_namespace, load_configuration
 from modeldeploy.k8s.children import Children
+from modeldeploy.k8s.jobs import ChildJobs
 from modeldeploy.k8s.secrets import SecretReader
 
-__all__ = ["Children", "KubeApi", "SecretReader", "context_namespace", "load_configuration"]
+__all__ = ["ChildJobs", "Children", "KubeApi", "SecretReader", "context_namespace", "load_configuration"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from modeldeploy.api.revision import Role
-from modeldeploy.api.spec import Metric
+from modeldeploy.api.spec import Metric, ModelDeployment
 from modeldeploy.canary.decide import Measurement
 
 
@@ -34,7 +34,8 @@ class Pod:
 class Target:
     """What to measure: a ModelDeployment's pods and how to reach their metrics.
 
-    `canary_revision` is the revision on trial (a Prometheus query's `{{revision}}`).
+    `canary_revision` is the revision on trial (a Prometheus query's `{{revision}}`); `deployment`
+    the ModelDeployment itself, for providers that create objects on its behalf (a golden-set Job).
     """
 
     namespace: str
@@ -43,6 +44,32 @@ class Target:
     pods: tuple[Pod, ...]
     metrics_port: int = 8082
     canary_revision: str | None = None
+    deployment: ModelDeployment | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOutcome:
+    """How a provider's Job stands: still going, or finished (failed: why) with its pod's last log line."""
+
+    finished: bool = False
+    failure: str = ""
+    last_line: str = ""
+
+
+class ProviderJobs(Protocol):
+    """The Jobs a provider runs in a ModelDeployment's namespace (implemented over the API in k8s/)."""
+
+    async def create(self, manifest: Mapping[str, Any]) -> None:
+        """Create the Job unless one of its name exists; ProviderError naming why it cannot."""
+        ...
+
+    async def outcome(self, namespace: str, name: str) -> JobOutcome | None:
+        """The Job's outcome so far; None when there is no such Job."""
+        ...
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """Delete the Job and its pods (gone already is fine)."""
+        ...
 
 
 class MetricProvider(Protocol):
@@ -51,7 +78,8 @@ class MetricProvider(Protocol):
     `kind` is the key under a metric's `provider` in the spec that it measures (the `kind` of that
     provider's spec, such as `torchserve`). `measure` answers a Measurement with the canary's (and,
     when known, stable's) Sample; with `error` set when the source failed (never raises for that);
-    with neither when it could only begin a window now (no baseline yet). Calling it twice for the
+    with neither when it could only begin a window now (no baseline yet); `pending` while a
+    measurement it started is still running (asked again soon, same window). Calling it twice for the
     same window must not double-count. `close` releases what it holds (HTTP sessions) at shutdown.
     """
 

@@ -12,9 +12,11 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 
 from modeldeploy.api.spec import Metric
-from modeldeploy.metrics.base import MetricProvider, ReadSecret
+from modeldeploy.metrics.base import MetricProvider, ProviderError, ProviderJobs, ReadSecret
+from modeldeploy.metrics.golden_set import GoldenSetMetrics
 from modeldeploy.metrics.prometheus import PrometheusMetrics
 from modeldeploy.metrics.torchserve import TorchServeMetrics
+from modeldeploy.settings import OperatorIdentity
 
 
 class UnknownProviderKind(LookupError):
@@ -67,11 +69,29 @@ class OperatorAccess:
 
     read_secret: ReadSecret | None = None
     """Reads a Secret of a ModelDeployment's namespace (a provider's credentials); None: no Secret access."""
+    jobs: ProviderJobs | None = None
+    """Runs a provider's Jobs in a ModelDeployment's namespace; None: no Job access."""
+    operator: OperatorIdentity = OperatorIdentity()
+    """The image and user a provider's Jobs run the operator's code with."""
+
+
+class NoJobs:
+    """Job access of an operator that offers none: every measurement that needs a Job is an error."""
+
+    async def create(self, manifest: object) -> None:
+        raise ProviderError("this operator runs no provider Jobs")
+
+    async def outcome(self, namespace: str, name: str) -> None:
+        raise ProviderError("this operator runs no provider Jobs")
+
+    async def delete(self, namespace: str, name: str) -> None:
+        raise ProviderError("this operator runs no provider Jobs")
 
 
 BUILDERS: tuple[Callable[[OperatorAccess], MetricProvider], ...] = (
     lambda access: TorchServeMetrics(),
     lambda access: PrometheusMetrics(read_secret=access.read_secret),
+    lambda access: GoldenSetMetrics(access.jobs or NoJobs(), access.operator),
 )
 """One entry per provider kind: how the operator builds it. A new kind is one module and one entry here
 (and one parser entry in modeldeploy.api.spec.PROVIDER_PARSERS, and its CRD schema)."""

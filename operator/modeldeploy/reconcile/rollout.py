@@ -120,7 +120,8 @@ async def _measure(ctx: ReconcileContext, policy: Policy, state: RolloutState,
             continue  # a pod of an earlier canary still going: its numbers are not this revision's
         targets.append(Pod(name=pod["metadata"]["name"], uid=pod["metadata"]["uid"], ip=ip, role=Role(role)))
     target = Target(namespace=md.namespace, name=md.name, model_name=md.spec.model.name, pods=tuple(targets),
-                    metrics_port=md.spec.serving.metrics_port, canary_revision=state.canary_revision)
+                    metrics_port=md.spec.serving.metrics_port, canary_revision=state.canary_revision,
+                    deployment=md)
     metrics = {m.name: m for m in md.spec.rollout.analysis.metrics}
     measured: list[Measurement] = []
     for item in due:

@@ -598,6 +598,22 @@ def test_a_window_begun_without_a_baseline_is_not_judged_and_moves_the_next_one_
     assert len(due_metrics(world.policy, world.state, world.now + timedelta(seconds=30))) == 1
 
 
+def test_a_pending_measurement_records_nothing_and_the_same_window_is_asked_about_again_until_it_is_done() -> None:
+    world = healthy_world()
+    world.settle()
+    world.wait(30)
+    due = due_metrics(world.policy, world.state, world.now)
+    world.reconcile(tuple(Measurement(d.metric, world.now, d.window_start, pending=True) for d in due))
+    assert world.state.metric("error-rate").measurements == ()
+    world.wait(2)
+    again = due_metrics(world.policy, world.state, world.now)
+    assert [d.window_start for d in again] == [d.window_start for d in due]  # not an interval on
+    assert world.last is not None and world.last.requeue_after is not None
+    assert world.last.requeue_after <= timedelta(seconds=1)
+    world.reconcile(tuple(Measurement(d.metric, world.now, d.window_start, GOOD) for d in again))
+    assert [m.verdict for m in world.state.metric("error-rate").measurements] == [MeasurementVerdict.SUCCESSFUL]
+
+
 def test_a_good_canary_behind_little_traffic_earns_evidence_from_the_steps_pooled_windows() -> None:
     world = healthy_world()
     world.settle()
