@@ -330,16 +330,27 @@ def _metric(reader: Reader) -> Metric:
         raise SpecError(reader.path, name, "needs a bound: set min, max or both")
     if metric.min is not None and metric.max is not None and metric.min > metric.max:
         raise SpecError(reader.at("min"), metric.min, f"must be <= max ({metric.max})")
+    if relative_to is not None and not isinstance(provider, GoldenSetProvider):
+        raise SpecError(reader.at("relativeTo"), relative_to.value,
+                        f"applies to goldenSet metrics only: a {provider.kind} metric is judged on the canary alone")
     if isinstance(provider, GoldenSetProvider) and provider.measure is GoldenSetMeasure.AGREEMENT \
             and relative_to is not None:
         raise SpecError(reader.at("relativeTo"), relative_to.value,
                         "does not apply to agreement, which compares canary with stable already")
-    if isinstance(provider, TorchServeProvider) and provider.metric is TorchServeMetric.ERROR_RATE \
-            and relative_to is None:
-        for key, bound in (("min", metric.min), ("max", metric.max)):
-            if bound is not None and not 0.0 <= bound <= 1.0:
-                raise SpecError(reader.at(key), bound, "must lie within [0, 1] for an error rate")
+    if isinstance(provider, TorchServeProvider) and provider.metric is TorchServeMetric.ERROR_RATE:
+        _bounds_within(reader, metric, 0.0, "an error rate")
+    if isinstance(provider, GoldenSetProvider):
+        if relative_to is None:
+            _bounds_within(reader, metric, 0.0, f"a share ({provider.measure})")
+        else:
+            _bounds_within(reader, metric, -1.0, f"a difference of shares ({provider.measure} - stable)")
     return metric
+
+
+def _bounds_within(reader: Reader, metric: Metric, low: float, what: str) -> None:
+    for key, bound in (("min", metric.min), ("max", metric.max)):
+        if bound is not None and not low <= bound <= 1.0:
+            raise SpecError(reader.at(key), bound, f"must lie within [{low:g}, 1] for {what}")
 
 
 def _analysis(reader: Reader) -> Analysis:
