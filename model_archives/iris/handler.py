@@ -12,6 +12,11 @@ with a 5xx status.
 
 Latency can be added the same way (the "slow" version): `handler: {latency_ms: 200}`, or the
 IRIS_LATENCY_MS environment variable (which wins), slept once per batch before answering.
+
+Wrong labels too (the "swapped" version): `handler: {swapped_fraction: 0.34}`, or the
+IRIS_SWAPPED_FRACTION environment variable (which wins). An evenly spaced share of the rows is
+answered 200 with the next class's label (setosa -> versicolor -> virginica -> setosa), as a broken
+label map would: the server looks healthy, the predictions are wrong.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ class IrisHandler:
         self.version = "unknown"
         self.failure_fraction = 0.0
         self.latency_ms = 0.0
+        self.swapped_fraction = 0.0
         self.requests_seen = 0
+        self.rows_seen = 0
         self.initialized = False
 
     def initialize(self, context: Any) -> None:
@@ -56,15 +63,26 @@ class IrisHandler:
         self.failure_fraction = min(max(float(fraction), 0.0), 1.0)
         latency = os.environ.get("IRIS_LATENCY_MS", settings.get("latency_ms", 0))
         self.latency_ms = max(float(latency), 0.0)
+        swapped = os.environ.get("IRIS_SWAPPED_FRACTION", settings.get("swapped_fraction", 0.0))
+        self.swapped_fraction = min(max(float(swapped), 0.0), 1.0)
         self.initialized = True
-        logger.info("iris %s loaded, failure fraction %s, added latency %s ms", self.version, self.failure_fraction,
-                    self.latency_ms)
+        logger.info("iris %s loaded, failure fraction %s, added latency %s ms, swapped labels %s", self.version,
+                    self.failure_fraction, self.latency_ms, self.swapped_fraction)
+
+    @staticmethod
+    def _every(k: int, fraction: float) -> bool:
+        # The k-th one is picked when the running count floor(k * fraction) steps up: evenly spaced.
+        return math.floor(k * fraction) > math.floor((k - 1) * fraction)
 
     def _should_fail(self) -> bool:
-        # Request k fails when the running count of failures floor(k * f) steps up: evenly spaced.
         self.requests_seen += 1
-        k = self.requests_seen
-        return math.floor(k * self.failure_fraction) > math.floor((k - 1) * self.failure_fraction)
+        return self._every(self.requests_seen, self.failure_fraction)
+
+    def _label(self, index: int) -> str:
+        self.rows_seen += 1
+        if self._every(self.rows_seen, self.swapped_fraction):
+            index = (index + 1) % len(LABELS)
+        return LABELS[index]
 
     @staticmethod
     def _rows(request: dict[str, Any]) -> list[list[float]]:
@@ -97,7 +115,7 @@ class IrisHandler:
             responses.append(
                 {
                     "probabilities": chunk.tolist(),
-                    "labels": [LABELS[int(index)] for index in chunk.argmax(dim=1)],
+                    "labels": [self._label(int(index)) for index in chunk.argmax(dim=1)],
                     "version": self.version,
                 }
             )

@@ -1,20 +1,24 @@
 """Train the iris classifier and write everything one version's archive needs into a directory.
 
-    python model_archives/iris/train.py --out DIR --version v1|v2|faulty|slow
-        [--failure-fraction F] [--latency-ms MS]
+    python model_archives/iris/train.py --out DIR --version v1|v2|faulty|slow|swapped
+        [--failure-fraction F] [--latency-ms MS] [--swapped-fraction F]
 
 Uses the iris data scikit-learn ships (no download), trains in a second on one CPU thread with
 fixed seeds and a fixed PYTHONHASHSEED (the same version always gives the same bytes), and writes:
 
     DIR/model.pt             TorchScript (normalisation included: the model takes raw centimetres)
     DIR/handler.py           the TorchServe handler
-    DIR/model-config.yaml    TorchServe model config (faulty: failure_fraction 0.5; slow: latency_ms 200)
+    DIR/model-config.yaml    TorchServe model config (faulty: failure_fraction 0.5; slow: latency_ms 200;
+                             swapped: swapped_fraction 0.34)
     DIR/index_to_name.json   class names (an extra file)
     DIR/archive.json         the archive inputs, and a `modeldeploy archive build` command line
 
 v1 and v2 are both accurate but differ (seed, width, epochs); faulty has v2's weights and a
 handler configuration that fails half of the requests (--failure-fraction chooses another share),
-slow has v2's weights and adds 200 ms to every batch (--latency-ms chooses another delay).
+slow has v2's weights and adds 200 ms to every batch (--latency-ms chooses another delay), swapped
+has v2's weights and answers a third of the rows with another class's label, 200 OK
+(--swapped-fraction chooses another share). The golden set its canaries are judged on comes from
+golden_set.py.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Recipe:
     learning_rate: float
     failure_fraction: float = 0.0
     latency_ms: int = 0
+    swapped_fraction: float = 0.0
 
 
 RECIPES = {
@@ -53,6 +58,8 @@ RECIPES = {
     # The same training as v2 (identical weights); only the handler configuration differs.
     "faulty": Recipe(model_version="2-faulty", seed=2, hidden=16, epochs=300, learning_rate=0.03, failure_fraction=0.5),
     "slow": Recipe(model_version="2-slow", seed=2, hidden=16, epochs=300, learning_rate=0.03, latency_ms=200),
+    "swapped": Recipe(model_version="2-swapped", seed=2, hidden=16, epochs=300, learning_rate=0.03,
+                      swapped_fraction=0.34),
 }
 
 
@@ -92,16 +99,19 @@ def train(recipe: Recipe) -> tuple[torch.jit.ScriptModule, float]:
 
 
 def write_version(out: str, version: str, failure_fraction: float | None = None,
-                  latency_ms: int | None = None) -> dict[str, object]:
+                  latency_ms: int | None = None, swapped_fraction: float | None = None) -> dict[str, object]:
     """Write one version's archive inputs into out; return the archive description.
 
-    `failure_fraction` and `latency_ms` override the recipe's handler settings (model-config.yaml).
+    `failure_fraction`, `latency_ms` and `swapped_fraction` override the recipe's handler settings
+    (model-config.yaml).
     """
     recipe = RECIPES[version]
     if failure_fraction is not None:
         recipe = dataclasses.replace(recipe, failure_fraction=failure_fraction)
     if latency_ms is not None:
         recipe = dataclasses.replace(recipe, latency_ms=latency_ms)
+    if swapped_fraction is not None:
+        recipe = dataclasses.replace(recipe, swapped_fraction=swapped_fraction)
     os.makedirs(out, exist_ok=True)
     scripted, accuracy = train(recipe)
     torch.jit.save(scripted, os.path.join(out, "model.pt"))
@@ -110,6 +120,7 @@ def write_version(out: str, version: str, failure_fraction: float | None = None,
         config = handle.read()
     config = config.replace("failure_fraction: 0.0", f"failure_fraction: {recipe.failure_fraction}")
     config = config.replace("latency_ms: 0", f"latency_ms: {recipe.latency_ms}")
+    config = config.replace("swapped_fraction: 0.0", f"swapped_fraction: {recipe.swapped_fraction}")
     with open(os.path.join(out, "model-config.yaml"), "w", encoding="utf-8") as handle:
         handle.write(config)
     with open(os.path.join(out, "index_to_name.json"), "w", encoding="utf-8") as handle:
@@ -124,6 +135,7 @@ def write_version(out: str, version: str, failure_fraction: float | None = None,
         "trainingAccuracy": round(accuracy, 4),
         "failureFraction": recipe.failure_fraction,
         "latencyMs": recipe.latency_ms,
+        "swappedFraction": recipe.swapped_fraction,
         "command": [
             "modeldeploy",
             "archive",
@@ -161,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True, choices=sorted(RECIPES))
     parser.add_argument("--failure-fraction", type=float, help="share of requests that fail (model-config.yaml)")
     parser.add_argument("--latency-ms", type=int, help="milliseconds added to every batch (model-config.yaml)")
+    parser.add_argument("--swapped-fraction", type=float,
+                        help="share of rows answered with another class's label (model-config.yaml)")
     args = parser.parse_args(argv)
-    description = write_version(args.out, args.version, args.failure_fraction, args.latency_ms)
+    description = write_version(args.out, args.version, args.failure_fraction, args.latency_ms,
+                                args.swapped_fraction)
     print(json.dumps(description, sort_keys=True))
     return 0
 

@@ -71,7 +71,12 @@ def fold(counters: MetricState, measurement: Measurement, metric: MetricPolicy, 
     if canary is None:
         # a window begun (the provider had no baseline): no verdict, the next one is due an interval on
         return Folded(dataclasses.replace(counters, last_at=at))
-    judgement = judge(metric.name, canary, metric.bounds, min_requests)
+    stable = measurement.stable
+    # A golden set's verdict quotes stable's own value on the same examples beside the canary's.
+    beside = (f", stable {stable.value:.4g}" if stable is not None and stable.interval is not None
+              and stable.value is not None else "")
+    judgement = judge(f"{metric.name} (canary - stable)" if metric.relative else metric.name, canary,
+                      metric.bounds, min_requests, beside=beside)
     share = canary.share
     if eligible and share is not None and share.requests and canary.value is not None \
             and math.isfinite(canary.value):

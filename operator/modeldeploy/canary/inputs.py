@@ -18,10 +18,12 @@ _ROLLOUT = Rollout()
 
 @dataclasses.dataclass(frozen=True)
 class MetricPolicy:
-    """A metric to judge: its name and bounds (whether a measurement is a rate, its sample says)."""
+    """A metric to judge: its name and bounds (whether a measurement is a rate, its sample says);
+    `relative`: the bounds apply to canary - stable (relativeTo: stable)."""
 
     name: str
     bounds: Bounds
+    relative: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +51,8 @@ class Policy:
         rollout = spec.rollout
         analysis = rollout.analysis
         metrics = tuple(
-            MetricPolicy(name=metric.name, bounds=Bounds(min=metric.min, max=metric.max))
+            MetricPolicy(name=metric.name, bounds=Bounds(min=metric.min, max=metric.max),
+                         relative=metric.relative_to is not None)
             for metric in analysis.metrics
         )
         return cls(

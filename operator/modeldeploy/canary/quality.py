@@ -284,14 +284,39 @@ def difference(measure: GoldenSetMeasure, canary: Tally, stable: Tally, paired: 
     return Estimate(value, low, high, examples)
 
 
-def sample_of(found: Estimate) -> Sample:
-    """The estimate as a measurement's sample: its value, its examples and its interval."""
-    return Sample(found.value, found.examples, interval=(found.low, found.high), unit="examples")
+def sample_of(found: Estimate, detail: str = "") -> Sample:
+    """The estimate as a measurement's sample: its value, its examples, its interval (and what its
+    verdict quotes after itself)."""
+    return Sample(found.value, found.examples, interval=(found.low, found.high), unit="examples", detail=detail)
+
+
+LABELS_QUOTED = 10
+"""How many labels a verdict quotes the counts of (the worst first)."""
+
+
+def confusion(counts: Tally, limit: int = LABELS_QUOTED) -> str:
+    """Per label, worst recall first: right of expected, and the wrong label given most often."""
+    parts: list[str] = []
+    ranked = sorted(counts.labels.items(), key=lambda item: (item[1].hits / item[1].expected if item[1].expected
+                                                             else 1.0, item[0]))
+    for name, label in ranked[:limit]:
+        if not label.expected:
+            parts.append(f"{name} predicted {label.predicted}, never expected")
+            continue
+        text = f"{name} {label.hits}/{label.expected} right"
+        if label.confused_with is not None and label.confused:
+            text += f" ({label.confused} as {label.confused_with})"
+        parts.append(text)
+    if len(ranked) > limit:
+        parts.append(f"{len(ranked) - limit} more labels")
+    if counts.errors:
+        parts.append(f"{counts.errors} of {counts.examples} answers unreadable or not 2xx")
+    return ", ".join(parts)
 
 
 def judge_estimate(name: str, found: Estimate, bounds: Bounds, min_examples: int, *,
                    relative: bool = False, stable: Estimate | None = None) -> Judgement:
     """The verdict of one golden-set measurement, judged as any sample with its interval is; a
     comparison with stable is named so, and quotes stable's own value."""
-    return judge(f"{name} - stable" if relative else name, sample_of(found), bounds, max(min_examples, 1),
+    return judge(f"{name} (canary - stable)" if relative else name, sample_of(found), bounds, max(min_examples, 1),
                  beside=f", stable {stable.value:.4g}" if stable is not None else "")

@@ -56,6 +56,8 @@ class Sample:
     """Its 95 % interval when the provider computed it from its own counts (a golden-set measure)."""
     unit: str = "requests"
     """What `requests` counts (a golden set counts examples)."""
+    detail: str = ""
+    """What the verdict quotes after itself (a golden set's per-label counts and first problems)."""
 
     @property
     def share(self) -> Share | None:
@@ -130,9 +132,10 @@ def judge(name: str, canary: Sample, bounds: Bounds, min_requests: int, *, besid
     low, high = _interval(canary)
     text = _describe(name, canary, low, high) + beside
     verdict, bound = compare_interval(low, high, bounds.min, bounds.max)
+    detail = f"; {canary.detail}" if canary.detail else ""
     if verdict is MeasurementVerdict.FAILED:
         side = "above max" if bound == bounds.max else "below min"
-        return Judgement(verdict, f"{text}, {side} {bound:g}", bound)
+        return Judgement(verdict, f"{text}, {side} {bound:g}{detail}", bound)
     if verdict is MeasurementVerdict.SUCCESSFUL:
-        return Judgement(verdict, f"{text}, within bounds")
-    return Judgement(verdict, f"{text}, not yet decisive against {bound:g}", bound)
+        return Judgement(verdict, f"{text}, within bounds{detail}")
+    return Judgement(verdict, f"{text}, not yet decisive against {bound:g}{detail}", bound)

@@ -6,7 +6,8 @@ only a pod can mount, and the operator mounts none. The first ask of a window cr
 answers pending; later asks answer pending while it runs. Once it finished, its pod's last log line
 holds the counts (`{"evaluation": ...}`) or the problem (`{"error": ...}`), the Job is deleted and the
 counts become the samples: the canary's measure (or canary - stable with `relativeTo: stable`) with
-its interval, and stable's own value beside it.
+its interval, and stable's own value beside it. The examples go to stable's pods too whenever there
+are some: agreement and relativeTo need its answers, and every verdict quotes its value.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from modeldeploy.api.revision import Role
 from modeldeploy.api.spec import GoldenSetMeasure, GoldenSetProvider, Metric, RelativeTo
 from modeldeploy.canary.decide import Measurement
-from modeldeploy.canary.quality import Estimate, agreement, difference, estimate, sample_of
+from modeldeploy.canary.quality import Estimate, agreement, confusion, difference, estimate, sample_of
 from modeldeploy.evaluation.evaluator import Evaluation
 from modeldeploy.evaluation.job import evaluation_job, job_name
 from modeldeploy.metrics.base import ProviderError, ProviderJobs, Target
@@ -54,7 +55,7 @@ class GoldenSetMetrics:
             outcome = await self._jobs.outcome(md.namespace, name)
             if outcome is None:
                 await self._jobs.create(evaluation_job(
-                    md, metric, name, urls[Role.CANARY], urls[Role.STABLE] if compares else (), self._operator,
+                    md, metric, name, urls[Role.CANARY], urls[Role.STABLE], self._operator,
                     active_deadline_seconds=md.spec.rollout.progress_deadline_seconds))
                 return Measurement(metric=metric.name, at=now, window_start=window_start, pending=True)
             if not outcome.finished:
@@ -109,5 +110,10 @@ def judged(metric: Metric, provider: GoldenSetProvider, evaluation: Evaluation, 
             if evaluation.stable is None or evaluation.paired is None:
                 raise ValueError("relativeTo: stable needs stable's answers, and the result has none")
             canary_estimate = difference(measure, evaluation.canary, evaluation.stable, evaluation.paired)
-    return Measurement(metric=metric.name, at=now, window_start=window_start, canary=sample_of(canary_estimate),
+    detail = confusion(evaluation.canary) if measure is not GoldenSetMeasure.AGREEMENT or evaluation.canary.labels \
+        else ""
+    if evaluation.problems:
+        detail += ("; " if detail else "") + "first problems: " + "; ".join(evaluation.problems)
+    return Measurement(metric=metric.name, at=now, window_start=window_start,
+                       canary=sample_of(canary_estimate, detail),
                        stable=sample_of(stable_estimate) if stable_estimate is not None else None)

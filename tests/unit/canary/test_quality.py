@@ -18,6 +18,7 @@ from modeldeploy.canary.quality import (
     accuracy,
     agreement,
     difference,
+    confusion,
     judge_estimate,
     macro,
     pair,
@@ -147,7 +148,7 @@ def test_ten_points_less_accurate_than_stable_fails_at_most_two_points_worse() -
     judged = judge_estimate("accuracy", change, Bounds(min=-0.02), 10, relative=True,
                             stable=accuracy(tally(stable)))
     assert judged.verdict is MeasurementVerdict.FAILED
-    assert judged.message.startswith("accuracy - stable = -0.1 over 150 examples")
+    assert judged.message.startswith("accuracy (canary - stable) = -0.1 over 150 examples")
     assert ", stable 0.9667, below min -0.02" in judged.message
 
 
@@ -199,3 +200,11 @@ def test_the_counts_name_each_labels_most_common_wrong_answer_and_round_trip() -
 def test_measures_that_need_labels_refuse_examples_without_one() -> None:
     with pytest.raises(ValueError, match="1 of 2 examples have no label"):
         accuracy(tally([Answer("cat", "cat"), Answer(None, "cat")]))
+
+
+def test_the_confusion_quotes_the_worst_label_first_with_its_most_common_wrong_answer() -> None:
+    answers = ([Answer("setosa", "setosa")] * 10 + [Answer("virginica", "versicolor")] * 4
+               + [Answer("virginica", "virginica")] * 6 + [Answer("versicolor", None)])
+
+    assert confusion(tally(answers)) == ("versicolor 0/1 right, virginica 6/10 right (4 as versicolor), "
+                                         "setosa 10/10 right, 1 of 21 answers unreadable or not 2xx")

@@ -91,11 +91,13 @@ def test_a_measurement_is_one_job_pending_while_it_runs_then_its_counts_with_the
     (name, job), = jobs.created.items()
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--canary") + 1] == "http://10.244.0.20:8080"  # pod IPs on the inference port
-    assert "--stable" not in args  # accuracy against the labels asks nothing of stable
+    assert args[args.index("--stable") + 1] == "http://10.244.0.10:8080"  # stable's accuracy, quoted beside
 
-    jobs.finish(result(answers(97, 3)))
+    jobs.finish(result(answers(97, 3), answers(98, 2)))
     done = measure(provider, md, tgt)
     assert not done.pending and done.error is None
+    assert done.stable is not None and done.stable.value == 0.98
+    assert done.canary.detail == "setosa 97/100 right (3 as virginica)"
     assert (done.canary.value, done.canary.requests, done.canary.unit) == (0.97, 100, "examples")
     low, high = done.canary.interval
     assert 0.91 < low < 0.97 < high < 0.995
