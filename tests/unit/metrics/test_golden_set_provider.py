@@ -97,7 +97,7 @@ def test_a_measurement_is_one_job_pending_while_it_runs_then_its_counts_with_the
     done = measure(provider, md, tgt)
     assert not done.pending and done.error is None
     assert done.stable is not None and done.stable.value == 0.98
-    assert done.canary.detail == "setosa 97/100 right (3 as virginica)"
+    assert done.canary.detail == "setosa 97/100 right (3 as virginica), virginica predicted 3, never expected"
     assert (done.canary.value, done.canary.requests, done.canary.unit) == (0.97, 100, "examples")
     low, high = done.canary.interval
     assert 0.91 < low < 0.97 < high < 0.995
