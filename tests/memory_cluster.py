@@ -108,6 +108,13 @@ class MemoryChildren:
         text = self.logs.get((namespace, pod, container), "")
         return "\n".join(text.splitlines()[-lines:])
 
+    async def set_pod_condition(self, namespace: str, pod: str, condition: Mapping[str, Any]) -> None:
+        found = self.objects[("v1", "Pod", namespace, pod)]
+        status = found.setdefault("status", {})
+        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != condition["type"]]
+        status["conditions"].append(dict(condition))
+        self.writes.append(("pod-condition", "Pod", pod))
+
     # --- the controllers' side, moved on by the tests ----------------------------------------------
 
     def put(self, obj: Mapping[str, Any]) -> None:
@@ -130,8 +137,9 @@ class MemoryChildren:
         template = self.objects[("apps/v1", "Deployment", namespace, deployment)]["spec"]["template"]
         for i in range(count):
             self.put({"apiVersion": "v1", "kind": "Pod",
-                      "metadata": {"name": f"{deployment}-{i}", "namespace": namespace,
+                      "metadata": {"name": f"{deployment}-{i}", "namespace": namespace, "uid": f"uid-{deployment}-{i}",
                                    "labels": dict(template["metadata"]["labels"])},
+                      "spec": {k: v for k, v in template["spec"].items() if k == "readinessGates"},
                       "status": status(i) if status is not None else {}})
 
     def roll_out(self, namespace: str, deployment: str) -> None:

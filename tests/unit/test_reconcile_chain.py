@@ -18,7 +18,8 @@ from modeldeploy.api.revision import build_key_of
 from modeldeploy.api.spec import Metric, parse
 from modeldeploy.canary.decide import Measurement
 from modeldeploy.canary.verdicts import Sample
-from modeldeploy.metrics import Providers, Target
+from modeldeploy.k8s import ChildJobs
+from modeldeploy.metrics import OperatorAccess, Providers, Target, build_providers
 from modeldeploy.reconcile import Report, reconcile_and_report
 from modeldeploy.settings import OperatorIdentity
 from support import REPO
@@ -621,3 +622,67 @@ def test_the_stable_revisions_config_map_stays_until_the_promotion_is_done(clust
         run_at(cluster, seconds)
     assert status(cluster)["stableRevision"] == canary_revision and "canaryRevision" not in status(cluster)
     assert config_maps() == {canary_revision}
+
+
+GOLDEN_METRIC = {"name": "quality", "min": 0.9,
+                 "provider": {"goldenSet": {"source": {"uri": "pvc://models/iris/golden.jsonl"},
+                                            "prediction": {"jsonPath": "$.labels[0]"}}}}
+HELD_POD = {"phase": "Running", "podIP": "10.244.0.50",
+            "conditions": [{"type": "ContainersReady", "status": "True"}, {"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "torchserve", "started": True, "ready": True}]}
+
+
+def test_a_gated_canary_runs_one_pod_behind_no_service_then_lets_it_in_once_its_golden_set_passes(
+    cluster: MemoryCluster
+) -> None:
+    served(cluster)
+    cluster.children.start_pods(NS, f"{NAME}-stable", 4, lambda i: READY_POD)
+    run(cluster)
+    cluster.update_spec(NS, NAME, lambda spec: spec.update(rollout={
+        "steps": [{"weight": 0}, {"weight": 50}, {"weight": 100}],
+        "analysis": {"interval": "30s", "metrics": [GOLDEN_METRIC]}}))
+    cluster.update_spec(NS, NAME, lambda spec: spec["serving"].update(image="pytorch/torchserve:0.12.0-gpu"))
+    providers = build_providers(OperatorAccess(jobs=ChildJobs(cluster.children), operator=OPERATOR))
+
+    def at(seconds: int) -> Report:
+        moment = NOW + timedelta(seconds=seconds)
+        return asyncio.run(reconcile_and_report(cluster.body(NS, NAME), cluster, OPERATOR, providers=providers,
+                                                now=lambda: moment))
+
+    at(0)
+    canary = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-canary"))
+    assert canary is not None and canary["spec"]["replicas"] == 1
+    assert canary["spec"]["template"]["spec"]["readinessGates"] == [{"conditionType": "modeldeploy.dev/traffic"}]
+    stable = asyncio.run(cluster.children.get("apps/v1", "Deployment", NS, f"{NAME}-stable"))
+    assert stable is not None and stable["spec"]["replicas"] == 4
+    assert "readinessGates" not in stable["spec"]["template"]["spec"]  # stable's pods are never held
+    cluster.children.start_pods(NS, f"{NAME}-canary", 1, lambda i: HELD_POD)
+    at(1)
+    assert any("at the gate (step 1/3)" in c["message"] for c in status(cluster)["conditions"])
+
+    at(31)  # the measurement is due: its Job is created
+    (job,) = asyncio.run(cluster.children.list("batch/v1", "Job", NS,
+                                               "app.kubernetes.io/component=golden-set-evaluation"))
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--canary") + 1] == "http://10.244.0.50:8080"
+    assert not status(cluster)["rollout"]["metrics"]["quality"].get("measurements")  # pending: nothing recorded
+    name = job["metadata"]["name"]
+    cluster.children.put({**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    cluster.children.put({"apiVersion": "v1", "kind": "Pod",
+                          "metadata": {"name": f"{name}-x1", "namespace": NS, "labels": {"job-name": name}},
+                          "spec": {"containers": [{"name": "evaluate"}]}})
+    right = {"expected": 1000, "predicted": 1000, "hits": 995}
+    cluster.children.logs[(NS, f"{name}-x1", "evaluate")] = "started\n" + json.dumps({"evaluation": {
+        "canary": {"examples": 1000, "unlabelled": 0, "errors": 0, "labels": {"setosa": right}}}})
+
+    at(32)
+
+    now = status(cluster)
+    (measured,) = now["rollout"]["metrics"]["quality"]["measurements"]
+    assert measured["verdict"] == "Successful" and "quality = 0.995 over 1000 examples" in measured["message"]
+    assert now["rollout"]["stepIndex"] == 1
+    pod = asyncio.run(cluster.children.get("v1", "Pod", NS, f"{NAME}-canary-0"))
+    assert pod is not None
+    assert {"type": "modeldeploy.dev/traffic", "status": "True"}.items() <= next(
+        c for c in pod["status"]["conditions"] if c["type"] == "modeldeploy.dev/traffic").items()
+    assert asyncio.run(cluster.children.get("batch/v1", "Job", NS, name)) is None  # read once, then removed

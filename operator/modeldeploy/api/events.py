@@ -47,6 +47,8 @@ class EventReason(enum.StrEnum):
     PROMOTING = "Promoting"
     PROMOTED = "Promoted"
     ROLLING_BACK = "RollingBack"
+    PASSED_GATE = "PassedGate"
+    """The reason of a canary pod's traffic-gate condition once its revision passed the weight-0 gate."""
     # Why a canary is rolled back (ROLLBACK_REASONS).
     ANALYSIS_FAILED = "AnalysisFailed"
     METRICS_UNAVAILABLE = "MetricsUnavailable"

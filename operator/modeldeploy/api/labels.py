@@ -36,6 +36,10 @@ ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 ANNOTATION_APPLIED_HASH = f"{GROUP}/applied-hash"
 """The hash of what the operator last applied to a child; an equal hash means no write is needed."""
 
+TRAFFIC_GATE = f"{GROUP}/traffic"
+"""The readiness gate of a gated canary's pods: the operator sets this pod condition True once the
+canary leaves the weight-0 gate, and only then are they ready for the Service NAME."""
+
 ANNOTATION_PREFIX = GROUP
 """kopf's progress and diff-base annotations on the ModelDeployment are named under this prefix."""
 LAST_HANDLED_CONFIGURATION = "last-handled-configuration"

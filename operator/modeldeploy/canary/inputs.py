@@ -9,7 +9,10 @@ from modeldeploy.api.spec import Analysis, ModelDeploymentSpec, Rollout, Rollout
 from modeldeploy.canary.requests import ManualRequest, RejectedRequest
 from modeldeploy.canary.traffic import TrafficRouter
 from modeldeploy.canary.verdicts import Bounds, Sample
-from modeldeploy.canary.weights import current_step
+from modeldeploy.canary.weights import Split, current_step
+
+GATE_REPLICAS = 1
+"""Canary pods at a weight-0 step (the gate): judged on their own requests, behind no Service."""
 
 _ANALYSIS = Analysis()
 _ROLLOUT = Rollout()
@@ -19,11 +22,13 @@ _ROLLOUT = Rollout()
 @dataclasses.dataclass(frozen=True)
 class MetricPolicy:
     """A metric to judge: its name and bounds (whether a measurement is a rate, its sample says);
-    `relative`: the bounds apply to canary - stable (relativeTo: stable)."""
+    `relative`: the bounds apply to canary - stable (relativeTo: stable); `own_requests`: its provider
+    sends requests of its own (a golden set), so it is measured at the gate too."""
 
     name: str
     bounds: Bounds
     relative: bool = False
+    own_requests: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +57,7 @@ class Policy:
         analysis = rollout.analysis
         metrics = tuple(
             MetricPolicy(name=metric.name, bounds=Bounds(min=metric.min, max=metric.max),
-                         relative=metric.relative_to is not None)
+                         relative=metric.relative_to is not None, own_requests=metric.sends_own_requests)
             for metric in analysis.metrics
         )
         return cls(
@@ -76,6 +81,35 @@ class Policy:
         """Whether step `index` is the last (or past it)."""
         return index >= len(self.steps) - 1
 
+    def at_gate(self, index: int) -> bool:
+        """Whether step `index` is the gate: a first step of weight 0, where the canary's pods run behind
+        no Service and only metrics that send their own requests judge them."""
+        return index <= 0 and self.steps[0].weight == 0
+
+    def step_metrics(self, index: int) -> tuple[MetricPolicy, ...]:
+        """The metrics measured at step `index` (at the gate, those that send their own requests)."""
+        if self.at_gate(index):
+            return tuple(m for m in self.metrics if m.own_requests)
+        return self.metrics
+
+    def step_target(self, index: int) -> Split:
+        """The pods per role once step `index` is served (at the gate: every stable pod and the gate's)."""
+        if self.at_gate(index):
+            return Split(stable=self.replicas, canary=GATE_REPLICAS)
+        return self.router.target(self.step(index).weight, self.replicas)
+
+    def step_replicas(self, index: int, current: Split, ready: Split) -> Split:
+        """Replica counts per role to apply now on the way to step `index`."""
+        if self.at_gate(index):
+            return self.step_target(index)  # the gate's pod takes no traffic: stable stays whole beside it
+        return self.router.replicas_for(self.step(index).weight, self.replicas, current, ready)
+
+    def served_weight(self, index: int) -> int:
+        """What traffic sees once step `index` is served (none at the gate)."""
+        if self.at_gate(index):
+            return 0
+        return self.router.effective_weight(self.step_target(index))
+
     def step_label(self, index: int) -> str:
         """Step `index` as people count it: "step 1/3"."""
         return f"step {index + 1}/{len(self.steps)}"
@@ -96,6 +130,8 @@ class RoleStatus:
     ready: int = 0
     ready_updated: int | None = None
     not_ready_reason: str = ""
+    held: int = 0
+    """Pods of `revision` whose containers are ready, held out of traffic by the gate's readiness gate."""
 
     @property
     def ready_at_revision(self) -> int:

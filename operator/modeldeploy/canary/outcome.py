@@ -51,9 +51,8 @@ def role_targets(policy: Policy, state: RolloutState, observations: Observations
         canary = RoleTarget(state.canary_revision, max(obs.canary.replicas, 0))
         return Targets(stable, canary if canary.replicas else None, True)
     if state.canary_revision is not None:
-        weight = policy.step(state.step_index).weight
-        target = policy.router.target(weight, policy.replicas)
-        split = policy.router.replicas_for(weight, policy.replicas, current, ready)
+        target = policy.step_target(state.step_index)
+        split = policy.step_replicas(state.step_index, current, ready)
         moving = split != current or ready != target
         stable = RoleTarget(state.stable_revision, split.stable)
         return Targets(stable, RoleTarget(state.canary_revision, split.canary), moving)
@@ -75,6 +74,10 @@ def phase_report(policy: Policy, state: RolloutState, moving: bool) -> PhaseRepo
         if state.pause is not None:
             why = "paused by a user" if state.pause.reason is PauseReason.USER else "waiting for a promote request"
             return PhaseReport(Phase.PAUSED, f"canary {short(state.canary_revision)} at {label}, {why}")
+        if policy.at_gate(state.step_index):
+            return PhaseReport(Phase.PROGRESSING,
+                               f"canary {short(state.canary_revision)} at the gate ({label}): judged on its own "
+                               f"requests, no user traffic")
         return PhaseReport(Phase.PROGRESSING,
                            f"canary {short(state.canary_revision)} at {label}, weight {state.weight} % "
                            f"(effective {state.effective_weight} %)")

@@ -68,6 +68,8 @@ def watch_pods(policy: Policy, state: RolloutState, observations: Observations, 
     """Track the canary's readiness and the effective weight."""
     obs = observations
     canary_ready = obs.canary.ready_at_revision if obs.canary.revision == state.canary_revision else 0
+    if policy.at_gate(state.step_index) and obs.canary.revision == state.canary_revision:
+        canary_ready += obs.canary.held  # loaded, and behind no Service as the gate wants
     weight = policy.router.effective_weight(Split(stable=obs.stable.ready, canary=obs.canary.ready))
     if weight != state.effective_weight or (state.weight_since is None and canary_ready):
         state = dataclasses.replace(state, effective_weight=weight, weight_since=now)
@@ -85,11 +87,11 @@ def watch_pods(policy: Policy, state: RolloutState, observations: Observations, 
 
 def analyse(policy: Policy, state: RolloutState, observations: Observations, now: datetime) -> Analysed:
     """The canary's pods and the measurements taken, folded into the state for the rollback rules."""
-    target = policy.router.target(policy.step(state.step_index).weight, policy.replicas)
+    target = policy.step_target(state.step_index)
     watched = watch_pods(policy, state, observations, target, now)
     # what traffic sees once the step's pods are ready
     recorded = record(policy, watched.state, observations.measurements, all_ready=watched.all_ready,
-                      served=policy.router.effective_weight(target))
+                      served=policy.served_weight(state.step_index))
     return Analysed(dataclasses.replace(watched.state, metrics=recorded.metrics),
                     Findings(target, watched.all_ready, recorded.failures))
 
@@ -97,14 +99,15 @@ def analyse(policy: Policy, state: RolloutState, observations: Observations, now
 def advance(policy: Policy, state: RolloutState, findings: Findings, now: datetime) -> Changed:
     """A canary the rules let go on: wait for a promote request at a step without a pause, or move to
     the next step (or the promotion) once every pod is ready, every metric has its evidence and the
-    step's pause is over. A user's pause holds the steps."""
+    step's pause is over. The gate moves on its evidence (and its pause, if any) without a request.
+    A user's pause holds the steps."""
     if paused_by_user(state):
         return Changed(state)
     step = policy.step(state.step_index)
     started = state.step_started_at
     assert started is not None
     label = policy.step_label(state.step_index)
-    if step.pause is None and not policy.is_last(state.step_index):
+    if step.pause is None and not policy.is_last(state.step_index) and not policy.at_gate(state.step_index):
         if state.pause is not None:
             return Changed(state)
         waiting = dataclasses.replace(state, pause=Pause(PauseReason.STEP, started))

@@ -74,8 +74,12 @@ MetricRule = Callable[[Facts, MetricPolicy], Abort | None]
 
 
 def has_evidence(policy: Policy, state: RolloutState, target: Split) -> bool:
-    """Whether every metric has a Successful measurement at the step (a step without canary pods needs none)."""
-    return target.canary == 0 or all(state.metric(m.name).successes_at_step >= 1 for m in policy.metrics)
+    """Whether every metric of the step has a Successful measurement there (a step without canary pods
+    needs none; the gate, one of every metric that sends its own requests)."""
+    metrics = policy.step_metrics(state.step_index)
+    if policy.at_gate(state.step_index) and not metrics:
+        return False  # the spec asks for one; nothing judged is never a pass
+    return target.canary == 0 or all(state.metric(m.name).successes_at_step >= 1 for m in metrics)
 
 
 def aborted_by_request(facts: Facts) -> Abort | None:
@@ -179,11 +183,12 @@ def insufficient_data(facts: Facts) -> Abort | None:
     deadline = policy.progress_deadline
     if facts.now - started <= deadline:
         return None
-    missing = [m.name for m in policy.metrics if state.metric(m.name).successes_at_step < 1]
+    missing = [m.name for m in policy.step_metrics(state.step_index) if state.metric(m.name).successes_at_step < 1]
+    where = ("at the gate (weight 0, no user traffic)" if policy.at_gate(state.step_index)
+             else f"at weight {policy.step(state.step_index).weight} %")
     return Abort(AbortReason.INSUFFICIENT_DATA,
-                 f"no Successful measurement of {', '.join(missing)} at weight "
-                 f"{policy.step(state.step_index).weight} % within progressDeadlineSeconds "
-                 f"{int(deadline.total_seconds())}")
+                 f"no Successful measurement of {', '.join(missing) or 'a metric that sends its own requests'} "
+                 f"{where} within progressDeadlineSeconds {int(deadline.total_seconds())}")
 
 
 ROLLBACK_RULES: tuple[Rule, ...] = (aborted_by_request, metric_limits, progress_deadline_exceeded,

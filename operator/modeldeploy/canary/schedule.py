@@ -38,10 +38,10 @@ def next_measurements(policy: Policy, state: RolloutState) -> tuple[MeasurementD
     """
     if state.canary_revision is None or state.promoting or state.step_started_at is None:
         return ()
-    if policy.router.target(policy.step(state.step_index).weight, policy.replicas).canary == 0:
+    if policy.step_target(state.step_index).canary == 0:
         return ()
     due: list[MeasurementDue] = []
-    for metric in policy.metrics:
+    for metric in policy.step_metrics(state.step_index):
         counters = state.metric(metric.name)
         start = latest(counters.last_at, state.weight_since, state.step_started_at)
         assert start is not None

@@ -185,6 +185,13 @@ class Children:
             return False
         return True
 
+    async def set_pod_condition(self, namespace: str, pod: str, condition: Mapping[str, Any]) -> None:
+        """Set one condition in a pod's status: a strategic merge keeps the kubelet's by their type."""
+        await self._request(f"/api/v1/namespaces/{namespace}/pods/{pod}/status", "PATCH",
+                            body={"status": {"conditions": [dict(condition)]}},
+                            header_params={"Content-Type": "application/strategic-merge-patch+json"},
+                            query_params=[("fieldManager", FIELD_MANAGER)])
+
     async def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 20) -> str:
         """The last lines of a container's log; empty when it cannot be read."""
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"

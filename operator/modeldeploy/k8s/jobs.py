@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modeldeploy.k8s.children import Children
+from modeldeploy.api.labels import job_pods
 from modeldeploy.metrics.base import JobOutcome, ProviderError
+from modeldeploy.reconcile.context import Children
 from modeldeploy.reconcile.errors import KubeApiError
 
 JOB = ("batch/v1", "Job")
 POD = ("v1", "Pod")
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def finished(job: Mapping[str, Any]) -> tuple[bool, str]:
@@ -50,7 +50,7 @@ class ChildJobs:
             done, failure = finished(job)
             if not done:
                 return JobOutcome()
-            pods = await self._children.list(*POD, namespace, f"{JOB_NAME_LABEL}={name}")
+            pods = await self._children.list(*POD, namespace, job_pods(name))
         except KubeApiError as error:
             raise ProviderError(f"reading it: {error}") from None
         last_line = ""

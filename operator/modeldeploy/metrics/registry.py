@@ -71,7 +71,7 @@ class OperatorAccess:
     """Reads a Secret of a ModelDeployment's namespace (a provider's credentials); None: no Secret access."""
     jobs: ProviderJobs | None = None
     """Runs a provider's Jobs in a ModelDeployment's namespace; None: no Job access."""
-    operator: OperatorIdentity = OperatorIdentity()
+    operator: OperatorIdentity = dataclasses.field(default_factory=OperatorIdentity)
     """The image and user a provider's Jobs run the operator's code with."""
 
 

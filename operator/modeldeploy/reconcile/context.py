@@ -50,6 +50,10 @@ class Children(Protocol):
         """The last lines of a container's log; empty when it cannot be read."""
         ...
 
+    async def set_pod_condition(self, namespace: str, pod: str, condition: Mapping[str, Any]) -> None:
+        """Set one condition in a pod's status (a readiness gate's), leaving the others as they are."""
+        ...
+
 
 class Cluster(Protocol):
     """What the reconcile needs from the API (implemented by modeldeploy.k8s.KubeApi)."""

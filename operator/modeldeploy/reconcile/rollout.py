@@ -21,10 +21,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modeldeploy import serving
-from modeldeploy.api.conditions import Phase, Reason, ReconcileOutcome
+from modeldeploy.api.conditions import Phase, Reason, ReconcileOutcome, format_time
+from modeldeploy.api.events import EventReason
 from modeldeploy.api.labels import (
     LABEL_REVISION,
     LABEL_ROLE,
+    TRAFFIC_GATE,
     deployment_selector,
     other_revisions,
     selector_text,
@@ -56,9 +58,24 @@ DEPLOYMENT = ("apps/v1", "Deployment")
 BUDGET = ("policy/v1", "PodDisruptionBudget")
 
 
-def _ready(pod: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
+def _condition(pod: Mapping[str, Any], kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    return _condition(pod, "Ready")
+
+
+def _gated(pod: Mapping[str, Any]) -> bool:
+    """The pod waits at the traffic gate: it carries the readiness gate and is not let through yet."""
+    gates = (pod.get("spec") or {}).get("readinessGates") or []
+    return any(g.get("conditionType") == TRAFFIC_GATE for g in gates) and not _condition(pod, TRAFFIC_GATE)
+
+
+def _held(pod: Mapping[str, Any]) -> bool:
+    """Loaded (containers ready) and held out of traffic at the gate."""
+    return _gated(pod) and _condition(pod, "ContainersReady") and not _ready(pod)
 
 
 def _started(pod: Mapping[str, Any]) -> bool:
@@ -86,13 +103,14 @@ def role_status(deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str
     revision = template_revision(deployment)
     ready = [p for p in pods if _ready(p)]
     updated = sum(1 for p in ready if _labels(p).get(LABEL_REVISION) == revision)
+    held = sum(1 for p in pods if _held(p) and _labels(p).get(LABEL_REVISION) == revision)
     return RoleStatus(revision=revision, replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
-                      ready=len(ready), ready_updated=updated)
+                      ready=len(ready), ready_updated=updated, held=held)
 
 
 async def _not_ready_reason(ctx: ReconcileContext, pods: Sequence[Mapping[str, Any]]) -> str:
     """Why canary pods are not ready, as the progress deadline will quote it (the model's log line first)."""
-    unready = [p for p in pods if not _ready(p)]
+    unready = [p for p in pods if not _ready(p) and not _held(p)]
     if not unready:
         return ""
     problem = await serving_problem(ctx.children, ctx.deployment.namespace, unready)
@@ -192,6 +210,19 @@ async def _apply_canary(ctx: ReconcileContext, target: RoleTarget | None, live: 
         await ctx.children.scale(*DEPLOYMENT, md.namespace, name, target.replicas)
 
 
+async def _admit_past_the_gate(ctx: ReconcileContext, policy: Policy, state: RolloutState,
+                               pods: Sequence[Mapping[str, Any]]) -> None:
+    """Once the canary has left the weight-0 gate, let its gated pods become ready for the Service NAME."""
+    if state.canary_revision is None or (policy.at_gate(state.step_index) and not state.promoting):
+        return
+    for pod in pods:
+        if _gated(pod) and _labels(pod).get(LABEL_REVISION) == state.canary_revision:
+            await ctx.children.set_pod_condition(ctx.deployment.namespace, pod["metadata"]["name"], {
+                "type": TRAFFIC_GATE, "status": "True", "reason": str(EventReason.PASSED_GATE),
+                "message": f"revision {state.canary_revision} passed its weight-0 gate",
+                "lastTransitionTime": format_time(ctx.now)})
+
+
 async def _remove_unserved_configmaps(ctx: ReconcileContext, *revisions: str | None) -> None:
     keep = {r for r in revisions if r}
     md = ctx.deployment
@@ -266,7 +297,7 @@ async def ensure_rollout(ctx: ReconcileContext) -> ReconcileOutcome | None:
     stable = role_status(stable_live, by_role[Role.STABLE])
     canary = role_status(canary_live, by_role[Role.CANARY])
     canary_problem = ""
-    if canary.revision is not None and canary.ready_at_revision < canary.replicas:
+    if canary.revision is not None and canary.ready_at_revision + canary.held < canary.replicas:
         own = [p for p in by_role[Role.CANARY] if _labels(p).get(LABEL_REVISION) == canary.revision]
         canary_problem = await _not_ready_reason(ctx, own)
         canary = dataclasses.replace(canary, not_ready_reason=canary_problem)
@@ -282,6 +313,7 @@ async def ensure_rollout(ctx: ReconcileContext) -> ReconcileOutcome | None:
         rejected=request if isinstance(request, RejectedRequest) else None), ctx.now)
     _record(ctx, decision, archive)
     await _apply_canary(ctx, decision.canary, canary_live, archive)
+    await _admit_past_the_gate(ctx, policy, decision.state, by_role[Role.CANARY])
     if decision.canary is None and decision.stable.revision == ctx.revision.short:
         # No canary: the spec's revision is stable (first revision, replica change, promotion done).
         # Its Deployment's own status says when it is whole.

@@ -150,6 +150,8 @@ class ServingPlan:
     jvm_max_ram_percentage: int = 25
     pre_stop_sleep_seconds: int = 5
     run_as_user: int = DEFAULT_UID
+    traffic_gate: bool = False
+    """The pods carry the readiness gate TRAFFIC_GATE (a canary whose rollout begins at the gate)."""
 
     def __post_init__(self) -> None:
         if not DNS1035_LABEL.match(self.name) or len(self.name) + len(_LONGEST_SUFFIX) > DNS_LABEL_MAX:
@@ -259,5 +261,6 @@ def plan_for(md: ModelDeployment, archive: ArchiveStatus, revision: str, role: R
             enabled=spec.serving.network_policy.enabled,
             monitoring_namespace=spec.serving.network_policy.monitoring_namespace or None,
         ),
+        traffic_gate=role is Role.CANARY and spec.rollout.steps[0].weight == 0,
         **extra,
     )

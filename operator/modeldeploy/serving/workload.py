@@ -10,6 +10,7 @@ from modeldeploy.api.labels import (
     ANNOTATION_ARCHIVE_SHA256,
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_REVISION,
+    TRAFFIC_GATE,
     object_meta,
     role_selector,
 )
@@ -222,6 +223,10 @@ def build_deployment(plan: ServingPlan) -> dict[str, Any]:
         "containers": [_serving_container(plan)],
         "volumes": _volumes(plan),
     }
+    if plan.traffic_gate:
+        # Loaded is not enough: no endpoint of the Service NAME until the operator lets the canary past
+        # its weight-0 gate by setting this condition.
+        pod_spec["readinessGates"] = [{"conditionType": TRAFFIC_GATE}]
     if plan.operator.image_pull_secrets:
         # The operator's setting: its own image (the archive check) and TorchServe's may be private.
         pod_spec["imagePullSecrets"] = image_pull_secrets(plan.operator)

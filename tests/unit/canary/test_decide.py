@@ -29,7 +29,7 @@ from modeldeploy.canary.requests import Action, ManualRequest, RejectedRequest, 
 from modeldeploy.canary.verdicts import Bounds, Sample
 from modeldeploy.canary.weights import Split
 from modeldeploy.routers import ReplicasRouter, router_for
-from unit.canary.builders import T0, V1, V2, V3, policy
+from unit.canary.builders import ERROR_RATE, T0, V1, V2, V3, policy
 
 STEPS = (RolloutStep(25, timedelta(minutes=1)), RolloutStep(50, timedelta(minutes=1)), RolloutStep(100))
 POLICY = policy(V1, STEPS)
@@ -66,8 +66,10 @@ class World:
             self.canary = RoleStatus()
         else:
             ready = decision.canary.replicas if self.canary_ready else 0
-            self.canary = RoleStatus(decision.canary.revision, decision.canary.replicas, ready,
-                                     not_ready_reason=self.not_ready_reason)
+            # At the gate the canary's pods are loaded but held out of traffic by their readiness gate.
+            held = self.policy.at_gate(decision.state.step_index) and decision.state.canary_revision is not None
+            self.canary = RoleStatus(decision.canary.revision, decision.canary.replicas, 0 if held else ready,
+                                     not_ready_reason=self.not_ready_reason, held=ready if held else 0)
         self.last = decision
         return decision
 
@@ -236,15 +238,65 @@ def test_a_step_with_no_evidence_at_the_progress_deadline_aborts_with_insufficie
     assert world.settle().phase is Phase.ROLLED_BACK
 
 
-def test_a_weight_0_step_needs_no_measurement() -> None:
-    policy = dataclasses.replace(POLICY, steps=(RolloutStep(0, timedelta(seconds=30)), RolloutStep(100)))
-    world = healthy_world(policy)
-    world.settle()
-    assert world.canary.replicas == 0
-    assert due_metrics(world.policy, world.state, world.now + timedelta(hours=1)) == ()
+QUALITY = MetricPolicy("quality", Bounds(min=0.9), own_requests=True)
+GATED = policy(V1, (RolloutStep(0), RolloutStep(50, timedelta(minutes=1)), RolloutStep(100)),
+               metrics=(ERROR_RATE, QUALITY))
+ACCURATE = Sample(0.99, 1000, interval=(0.982, 0.995), unit="examples")
+MISLABELLED = Sample(0.66, 1000, interval=(0.63, 0.69), unit="examples")
+
+
+def measure_each(world: World, samples: dict[str, Sample]) -> Decision:
+    due = due_metrics(world.policy, world.state, world.now)
+    return world.reconcile(tuple(Measurement(d.metric, world.now, d.window_start, samples[d.metric]) for d in due))
+
+
+def test_the_gate_runs_one_canary_pod_beside_a_whole_stable_and_measures_only_what_sends_its_own_requests() -> None:
+    world = healthy_world(GATED)
+    decision = world.settle()
+
+    assert (decision.stable.replicas, decision.canary.replicas if decision.canary else 0) == (4, 1)
+    assert world.state.effective_weight == 0 and world.canary.held == 1 and world.canary.ready == 0
+    assert "at the gate (step 1/3): judged on its own requests, no user traffic" in decision.message
     world.wait(30)
+    assert [d.metric for d in due_metrics(world.policy, world.state, world.now)] == ["quality"]
+
+
+def test_the_gate_moves_on_its_evidence_without_a_promote_request() -> None:
+    world = healthy_world(GATED)
     world.settle()
-    assert world.state.stable_revision == V2
+    world.wait(30)
+    measure_each(world, {"quality": ACCURATE})
+    world.settle()
+
+    assert world.state.step_index == 1 and world.state.pause is None
+    assert world.canary.replicas == 2 and world.state.effective_weight == 50
+    world.wait(30)
+    assert sorted(d.metric for d in due_metrics(world.policy, world.state, world.now)) == ["error-rate", "quality"]
+
+
+def test_a_mislabelling_canary_is_rolled_back_at_the_gate_before_any_user_request() -> None:
+    world = healthy_world(GATED)
+    world.settle()
+    for _ in range(2):  # failureLimit 1: the second Failed measurement rolls back
+        world.wait(30)
+        measure_each(world, {"quality": MISLABELLED})
+
+    assert world.state.aborted is not None and world.state.aborted.reason is AbortReason.ANALYSIS_FAILED
+    assert "quality = 0.66 over 1000 examples (95 % interval 0.63..0.69), below min 0.9" in world.state.aborted.message
+    assert world.state.effective_weight == 0
+    assert world.settle().phase is Phase.ROLLED_BACK and world.canary.replicas == 0
+
+
+def test_an_undecided_gate_aborts_at_the_deadline_with_insufficient_data() -> None:
+    world = healthy_world(dataclasses.replace(GATED, progress_deadline=timedelta(minutes=5)))
+    world.settle()
+    for _ in range(11):
+        world.wait(30)
+        measure_each(world, {"quality": Sample(0.95, 20, interval=(0.75, 0.999), unit="examples")})
+
+    assert world.state.aborted is not None and world.state.aborted.reason is AbortReason.INSUFFICIENT_DATA
+    assert "no Successful measurement of quality at the gate (weight 0, no user traffic)" in world.state.aborted.message
+    assert [m.verdict for m in world.state.metric("quality").measurements][:3] == [MeasurementVerdict.INCONCLUSIVE] * 3
 
 
 # --- rolling back -----------------------------------------------------------------------------------

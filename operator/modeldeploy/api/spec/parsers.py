@@ -392,12 +392,17 @@ def _traffic_routing(reader: Reader) -> TrafficRouting:
 
 
 def _rollout(reader: Reader) -> Rollout:
-    return Rollout(
+    rollout = Rollout(
         steps=_steps(reader),
         analysis=_analysis(reader.child("analysis")),
         progress_deadline_seconds=reader.integer("progressDeadlineSeconds", 600, minimum=30, maximum=86400),
         traffic_router=_traffic_routing(reader),
     )
+    if rollout.steps[0].weight == 0 and not any(m.sends_own_requests for m in rollout.analysis.metrics):
+        raise SpecError(reader.at("steps"), [step.weight for step in rollout.steps],
+                        "a first step of weight 0 is the gate, where no user traffic reaches the canary: it "
+                        "needs a goldenSet metric in analysis.metrics, which sends requests of its own")
+    return rollout
 
 
 def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:

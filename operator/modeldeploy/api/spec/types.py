@@ -339,13 +339,18 @@ class RelativeTo(enum.StrEnum):
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """A metric and its inclusive bounds (at least one); with `relative_to`, the bounds apply to
-    canary - stable (a ratio canary / stable for a latency)."""
+    canary - stable, measured on the same examples."""
 
     name: str
     provider: ProviderSpec
     min: float | None = None
     max: float | None = None
     relative_to: RelativeTo | None = None
+
+    @property
+    def sends_own_requests(self) -> bool:
+        """Whether its provider judges answers to requests it sends itself (so it needs no user traffic)."""
+        return isinstance(self.provider, GoldenSetProvider)
 
 
 DEFAULT_METRICS = (Metric(name="error-rate", provider=TorchServeProvider(), max=0.01),)
