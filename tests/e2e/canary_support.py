@@ -25,6 +25,8 @@ class Answer:
     code: int
     error: str = ""
     seconds: float = 0.0
+    version: str = ""
+    """The model version that answered (the iris handler says it in each answer)."""
 
 
 @dataclass
@@ -87,21 +89,28 @@ class Load:
         limit = int(self.rate * self.seconds)
         sent = 0
         while not self._stop.is_set() and sent < limit and time.monotonic() - start < self.seconds:
-            error = ""
+            error = version = ""
             began = time.monotonic()
             try:
                 code, body = predict(self._service_ip, ROWS, timeout=ANSWER_TIMEOUT_SECONDS)
                 if code != 200:
                     error = str(body)[:200]
+                elif isinstance(body, dict):
+                    version = str(body.get("version", ""))
             except OSError as failure:
                 code, error = 0, str(failure)
-            self.answers.append(Answer(time.monotonic(), self._service_ip, code, error, time.monotonic() - began))
+            self.answers.append(Answer(time.monotonic(), self._service_ip, code, error, time.monotonic() - began,
+                                       version))
             sent += 1
             next_at = start + sent / self.rate
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def codes(self, since: float = 0.0) -> Counter[int]:
         return Counter(a.code for a in self.answers if a.at >= since)
+
+    def versions(self, since: float = 0.0) -> Counter[str]:
+        """How many answers each model version gave (200s only)."""
+        return Counter(a.version for a in self.answers if a.at >= since and a.code == 200)
 
     def slowest(self, count: int = 3) -> list[float]:
         """The longest waits for an answer, in seconds, longest first."""

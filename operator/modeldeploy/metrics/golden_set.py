@@ -47,7 +47,8 @@ class GoldenSetMetrics:
         urls = {role: tuple(f"http://{pod.ip}:{md.spec.serving.port}" for pod in target.pods if pod.role is role)
                 for role in Role}
         if not urls[Role.CANARY]:
-            return error("no canary pod has loaded its model to send the golden set to")
+            # No canary pod has loaded its model yet: nothing to ask, the window only begins.
+            return Measurement(metric=metric.name, at=now, window_start=window_start)
         if compares and not urls[Role.STABLE]:
             return error(f"{provider.measure} compares with stable, and no stable pod is serving")
         name = job_name(md, metric, target.canary_revision, int(window_start.timestamp()))

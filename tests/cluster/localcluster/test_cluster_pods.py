@@ -70,3 +70,29 @@ def test_a_claim_written_by_one_pod_is_read_by_another(cluster: LocalCluster, na
     state = wait_for(lambda: terminated(cluster, namespace, "reader"), timeout=60, message="the reader to finish")
     assert isinstance(state, dict)
     assert state["message"].strip() == "payload-42"
+
+
+def test_a_readiness_gate_holds_a_started_pod_unready_until_its_condition_is_true(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    gated = pod("gated", ["python3", "-m", "http.server", "8000"], restartPolicy="Always",
+                readinessGates=[{"conditionType": "example.dev/let-in"}],
+                container={"readinessProbe": {"httpGet": {"path": "/", "port": 8000}, "periodSeconds": 1}})
+    assert apply(cluster, namespace, gated).returncode == 0
+
+    def conditions() -> dict[str, dict]:  # type: ignore[type-arg]
+        return {c["type"]: c for c in pod_status(cluster, namespace, "gated").get("conditions") or []}
+
+    wait_for(lambda: conditions().get("ContainersReady", {}).get("status") == "True", timeout=60,
+             message="the container to be ready")
+    held = conditions()["Ready"]
+    assert (held["status"], held["reason"]) == ("False", "ReadinessGatesNotReady")
+    assert 'pod readiness gate "example.dev/let-in" does not exist' in held["message"]
+
+    let_in = '{"status": {"conditions": [{"type": "example.dev/let-in", "status": "True"}]}}'
+    cluster.kubectl("patch", "pod", "gated", "-n", namespace, "--subresource=status", "--type=strategic",
+                    "-p", let_in)
+
+    wait_for(lambda: conditions().get("Ready", {}).get("status") == "True", timeout=30,
+             message="Ready once the gate's condition is True")
+    assert conditions()["example.dev/let-in"]["status"] == "True"  # the node agent's writes keep it

@@ -234,7 +234,27 @@ class PodWorker(threading.Thread):
         not_ready = [c.name for c in self.containers if not c.ready]
         message = f"containers with unready status: [{' '.join(not_ready)}]"
         self.set_condition("ContainersReady", ready, "" if ready else "ContainersNotReady", "" if ready else message)
-        self.set_condition("Ready", ready, "" if ready else "ContainersNotReady", "" if ready else message)
+        if not ready:
+            self.set_condition("Ready", False, "ContainersNotReady", message)
+            return
+        # As the kubelet: a pod is Ready once its containers are and every readiness gate's condition,
+        # set by whoever owns it, is True.
+        unmet = self.unmet_readiness_gate(pod)
+        if unmet:
+            self.set_condition("Ready", False, "ReadinessGatesNotReady", unmet)
+        else:
+            self.set_condition("Ready", True)
+
+    @staticmethod
+    def unmet_readiness_gate(pod: Obj) -> str:
+        found = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+        for gate in pod["spec"].get("readinessGates") or []:
+            kind = gate.get("conditionType")
+            if kind not in found:
+                return f'corresponding condition of pod readiness gate "{kind}" does not exist.'
+            if found[kind] != "True":
+                return f'the status of pod readiness gate "{kind}" is not "True", but {found[kind]}'
+        return ""
 
     # ---- termination ------------------------------------------------------------------------
     def grace_seconds(self, pod: Obj) -> float:
