@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)/hack/localcluster
 LOCALCLUSTER_BIN := $(or $(LOCALCLUSTER_BIN_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modeldeploy/localcluster)
 export PATH := $(PATH):$(LOCALCLUSTER_BIN)
 
-.PHONY: setup tools system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e soak demo bench-archive clean
+.PHONY: setup tools system-packages cluster-build cluster cluster-down lint test test-unit test-cluster test-e2e soak demo bench-archive bench-quality clean
 
 setup: system-packages $(STAMP) cluster-build tools
 
@@ -52,7 +52,7 @@ test-unit: $(STAMP)
 test: setup lint
 	$(VENV)/bin/pytest tests -q -ra --durations=30
 
-## make soak: the rollout races of tests/e2e/test_rollout_races.py at nightly size (CI repeats each 3 times).
+## make soak: the rollout races of tests/e2e/test_rollout_races.py at nightly size (CI repeats each 2 times).
 soak: setup
 	MODELDEPLOY_SOAK_REPETITIONS=$${MODELDEPLOY_SOAK_REPETITIONS:-10} $(VENV)/bin/pytest tests/e2e/test_rollout_races.py -q -ra -s
 
@@ -61,6 +61,10 @@ demo: setup
 
 bench-archive: $(STAMP)
 	$(PY) benchmarks/archive.py archive --size-mib 2048
+
+## make bench-quality: golden-set verdicts (exact and paired bounds) against naive thresholds, as JSON.
+bench-quality: $(STAMP)
+	$(PY) benchmarks/golden_set_quality.py
 
 clean: cluster-down
 	rm -rf .localcluster

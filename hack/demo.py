@@ -5,8 +5,10 @@ applies the iris sample and prints the ModelDeployment's status as it changes, t
 Service `iris` for predictions through its ClusterIP, as a client in the cluster would. Then a canary
 under a steady load, shown on a terminal with `modeldeploy status -w` (the live view; elsewhere a line
 per change and the plain view of `modeldeploy status` at the end of each stage, so logs stay readable):
-v2 holds at its first step until `modeldeploy promote` ends it, and a faulty version (30 % of requests
-fail) is rolled back on its own. Everything is removed at the end (--keep waits for Ctrl-C first).
+v2 holds at its first step until `modeldeploy promote` ends it, a faulty version (30 % of requests
+fail) is rolled back on its own, and a version that answers 200 with the wrong label on a third of
+its rows is stopped at the weight-0 gate by its golden set, before any user request reached it.
+Everything is removed at the end (--keep waits for Ctrl-C first).
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ class Load(threading.Thread):
         self.cluster = cluster
         self.stopped = threading.Event()
         self.codes: dict[int, int] = {}
+        self.versions: dict[str, int] = {}
+        """Answers by the model version that gave them (the iris handler says it)."""
 
     def url(self) -> str | None:
         out = self.cluster.kubectl("get", "svc", "iris", "-n", NAMESPACE, "-o", "jsonpath={.spec.clusterIP}",
@@ -147,6 +151,8 @@ class Load(threading.Thread):
                 try:
                     with urllib.request.urlopen(request, timeout=10) as response:
                         code = response.status
+                        answered = str(json.loads(response.read()).get("version", "?"))
+                        self.versions[answered] = self.versions.get(answered, 0) + 1
                 except urllib.error.HTTPError as error:
                     code = error.code
                 except OSError:
@@ -156,8 +162,14 @@ class Load(threading.Thread):
             self.stopped.wait(0.1)
 
 
+GOLDEN_ACCURACY = {"name": "accuracy", "min": 0.9, "provider": {"goldenSet": {
+    "source": {"uri": "pvc://models/iris/golden.jsonl"}, "measure": "accuracy",
+    "prediction": {"jsonPath": "$.labels[0]"}}}}
+"""The iris golden set's accuracy: 1,000 labelled examples sent to the canary's pods by a Job."""
+
+
 def version(sample: dict[str, Any], name: str, model_version: str,
-            steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+            steps: list[dict[str, Any]] | None = None, metrics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The sample serving the model files in iris/NAME with a short canary (by default 50 % for 10 s, then 100 %)."""
     document: dict[str, Any] = json.loads(json.dumps(sample))
     document["spec"]["model"].update(version=model_version,
@@ -166,7 +178,8 @@ def version(sample: dict[str, Any], name: str, model_version: str,
     document["spec"]["rollout"] = {
         "steps": steps or [{"weight": 50, "pause": "10s"}, {"weight": 100}],
         "analysis": {"interval": "5s", "failureLimit": 1, "minRequests": 10,
-                     "metrics": [{"name": "error-rate", "provider": {"torchserve": {"metric": "error-rate"}},
+                     "metrics": [*(metrics or []),
+                                 {"name": "error-rate", "provider": {"torchserve": {"metric": "error-rate"}},
                                   "max": 0.1}]},
         "progressDeadlineSeconds": 120,
     }
@@ -196,7 +209,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             root = cluster.claim_path(NAMESPACE, "models")
             for name, recipe in (("1", ["--version", "v1"]), ("2", ["--version", "v2"]),
-                                 ("faulty", ["--version", "faulty", "--failure-fraction", "0.3"])):
+                                 ("faulty", ["--version", "faulty", "--failure-fraction", "0.3"]),
+                                 ("swapped", ["--version", "swapped"])):
                 out = Path(tmp) / name
                 subprocess.run([sys.executable, str(REPO / "model_archives/iris/train.py"), "--out", str(out),
                                 *recipe], check=True, capture_output=True)
@@ -206,6 +220,8 @@ def main() -> int:
             shutil.copy(Path(tmp) / "1" / "model.pt", root / "iris/1/model.pt")
             for name in ("handler.py", "index_to_name.json"):
                 shutil.copy(Path(tmp) / "1" / name, root / "iris" / name)
+            subprocess.run([sys.executable, str(REPO / "model_archives/iris/golden_set.py"), "--out",
+                            str(root / "iris" / "golden.jsonl")], check=True, capture_output=True)
             for path in root.rglob("*"):
                 path.chmod(0o755 if path.is_dir() else 0o644)
 
@@ -278,12 +294,30 @@ def main() -> int:
             faulty = version(sample, "faulty", "2-faulty")
             cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(faulty))
             rolled_back = follow(cluster, phase_in("RolledBack", "Failed"))
-            load.stopped.set()
-            load.join()
             say(f"   requests by HTTP status (503s came from the faulty canary): {dict(sorted(load.codes.items()))}")
             say(cluster.kubectl("get", "mdep,deploy", "-n", NAMESPACE).stdout)
             if rolled_back.get("phase") != "RolledBack":
                 say(f"!! the faulty version was not rolled back; operator log: {log_path}")
+                load.stopped.set()
+                return 1
+            say("== a version that answers 200 with the wrong label on a third of its rows: the error rate cannot")
+            say("   see it. A weight-0 gate and the iris golden set (1,000 labelled examples) stop it before any")
+            say("   user request reaches it")
+            load.versions.clear()
+            swapped = version(sample, "swapped", "2-swapped", metrics=[GOLDEN_ACCURACY],
+                              steps=[{"weight": 0}, {"weight": 50, "pause": "10s"}, {"weight": 100}])
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(swapped))
+            stopped = follow(cluster, phase_in("RolledBack", "Failed", "Healthy"))
+            load.stopped.set()
+            load.join()
+            say(f"   answers through the Service by model version meanwhile: {dict(sorted(load.versions.items()))}")
+            events = cluster.kubectl("get", "events", "-n", NAMESPACE, "--field-selector",
+                                     "involvedObject.kind=ModelDeployment,reason=AnalysisFailed", "-o",
+                                     "jsonpath={range .items[*]}{.message}{'\\n'}{end}").stdout
+            gate = [line for line in events.splitlines() if "accuracy" in line]
+            say(f"   AnalysisFailed: {gate[-1] if gate else '(no Event)'}")
+            if stopped.get("phase") != "RolledBack" or "2-swapped" in load.versions:
+                say(f"!! the mislabelling version was not stopped at the gate; operator log: {log_path}")
                 return 1
             if args.keep:
                 say(f"== keeping the cluster: export KUBECONFIG={cluster.kubeconfig}; Ctrl-C ends it")

@@ -92,6 +92,10 @@ class OperatorMetrics:
         self.analysis_value = Gauge(
             "modeldeploy_analysis_value", "The last measured value of each analysis metric of the canary.",
             ["namespace", "modeldeployment", "metric"], registry=r)
+        self.analysis_stable_value = Gauge(
+            "modeldeploy_analysis_stable_value",
+            "Stable's own value on the same examples, beside the canary's (golden-set metrics).",
+            ["namespace", "modeldeployment", "metric"], registry=r)
         self.analysis_verdict = Gauge(
             "modeldeploy_analysis_verdict", "The last verdict of each analysis metric (1 for it, 0 for the others).",
             ["namespace", "modeldeployment", "metric", "verdict"], registry=r)
@@ -182,6 +186,7 @@ class OperatorMetrics:
         _remove(self.canary_active, namespace, name)
         for metric in metrics:
             _remove(self.analysis_value, namespace, name, metric)
+            _remove(self.analysis_stable_value, namespace, name, metric)
             for verdict in VERDICTS:
                 _remove(self.analysis_verdict, namespace, name, metric, verdict)
         for rollback in ROLLBACK_REASONS:
@@ -219,6 +224,8 @@ class OperatorMetrics:
                 self._analysis_metrics.setdefault((namespace, name), set()).add(metric)
             if last.value is not None and math.isfinite(last.value):
                 self.analysis_value.labels(namespace, name, metric).set(last.value)
+            if last.stable_value is not None and math.isfinite(last.stable_value):
+                self.analysis_stable_value.labels(namespace, name, metric).set(last.stable_value)
             for verdict in VERDICTS:
                 self.analysis_verdict.labels(namespace, name, metric, verdict).set(
                     1.0 if last.verdict == verdict else 0.0)

@@ -32,7 +32,7 @@ from support import REPO, kubectl_json, provide_iris_claims, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
 
-REPETITIONS = int(os.environ.get("MODELDEPLOY_SOAK_REPETITIONS", "3"))
+REPETITIONS = int(os.environ.get("MODELDEPLOY_SOAK_REPETITIONS", "2"))
 SETTLE_SECONDS = 30.0
 """The bound on settling after the last change of a repetition (its pods already started once)."""
 REPLICAS = 2

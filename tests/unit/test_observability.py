@@ -235,3 +235,16 @@ def test_after_a_restart_the_last_progress_comes_from_the_status() -> None:
     metrics.forget("ml", "iris")
     assert iris(metrics, "modeldeploy_progress_timestamp_seconds") is None
 
+
+
+def test_a_golden_set_metric_shows_the_canarys_value_and_stables_beside_it() -> None:
+    metrics = OperatorMetrics()
+    quality = {"quality": {"measurements": [{"at": "2026-01-01T00:00:00Z", "verdict": "Failed", "value": 0.651,
+                                             "stableValue": 0.973, "requests": 1000, "weight": 0}]}}
+    metrics.record_reconcile("ml", "iris", seconds=0.1, result="written",
+                             status=canary_status(weight=0, effective=0, step=0, metrics=quality))
+
+    assert iris(metrics, "modeldeploy_analysis_value", metric="quality") == 0.651
+    assert iris(metrics, "modeldeploy_analysis_stable_value", metric="quality") == 0.973
+    metrics.forget("ml", "iris")
+    assert iris(metrics, "modeldeploy_analysis_stable_value", metric="quality") is None

@@ -664,7 +664,7 @@ def test_a_gated_canary_runs_one_pod_behind_no_service_then_lets_it_in_once_its_
     (job,) = asyncio.run(cluster.children.list("batch/v1", "Job", NS,
                                                "app.kubernetes.io/component=golden-set-evaluation"))
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--canary") + 1] == "http://10.244.0.50:8080"
+    assert args[args.index("--canary") + 1] == "http://10.244.0.50:8080/predictions/iris"
     assert not status(cluster)["rollout"]["metrics"]["quality"].get("measurements")  # pending: nothing recorded
     name = job["metadata"]["name"]
     cluster.children.put({**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})

@@ -83,16 +83,21 @@ def build_labels(name: str, build_key: str) -> dict[str, str]:
     }
 
 
-def evaluation_labels(name: str, metric: str) -> dict[str, str]:
-    """Labels of a golden-set measurement's Job and its pods (the serving pods' NetworkPolicy admits
-    these pods on the inference port)."""
+def evaluation_labels(name: str, metric: str, revision: str) -> dict[str, str]:
+    """Labels of a golden-set measurement's Job and its pods: the metric and the canary revision it judges."""
     return {
         LABEL_NAME: name,
         LABEL_COMPONENT: EVALUATION_COMPONENT,
         LABEL_MANAGED_BY: MANAGER,
         LABEL_DEPLOYMENT: name,
         LABEL_METRIC: metric,
+        LABEL_REVISION: revision,
     }
+
+
+def evaluation_jobs(name: str) -> str:
+    """The golden-set measurement Jobs of one ModelDeployment."""
+    return selector_text({LABEL_COMPONENT: EVALUATION_COMPONENT, LABEL_DEPLOYMENT: name})
 
 
 def deployment_selector(name: str) -> dict[str, str]:

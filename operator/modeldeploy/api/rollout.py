@@ -78,11 +78,15 @@ class MeasurementRecord:
     requests: int | None = None
     weight: int = 0
     message: str = ""
+    stable_value: float | None = None
+    """Stable's own value on the same examples (a golden set), beside the canary's."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at": format_time(self.at), "verdict": self.verdict.value, "weight": self.weight}
         if self.value is not None and math.isfinite(self.value):
             out["value"] = self.value  # NaN and infinities are kept out of records (the message names them)
+        if self.stable_value is not None and math.isfinite(self.stable_value):
+            out["stableValue"] = self.stable_value
         if self.requests is not None:
             out["requests"] = self.requests
         if self.message:
@@ -98,6 +102,7 @@ class MeasurementRecord:
             value=None if value is None else float(value),
             requests=None if data.get("requests") is None else int(data["requests"]),
             weight=int(data.get("weight", 0)),
+            stable_value=None if data.get("stableValue") is None else float(data["stableValue"]),
             message=str(data.get("message", "")),
         )
 

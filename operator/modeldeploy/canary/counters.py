@@ -96,7 +96,8 @@ def fold(counters: MetricState, measurement: Measurement, metric: MetricPolicy, 
     if judgement.verdict is MeasurementVerdict.SUCCESSFUL and not eligible:
         message += f" (not evidence: the window began before weight {served} % was served)"
     record = MeasurementRecord(at=at, verdict=judgement.verdict, value=finite, requests=canary.requests,
-                               weight=weight, message=message)
+                               weight=weight, message=message,
+                               stable_value=stable.value if beside and stable is not None else None)
     counters = dataclasses.replace(counters, consecutive_errors=0, last_at=at)
     if judgement.verdict is MeasurementVerdict.FAILED:
         return Folded(_kept(dataclasses.replace(counters, failed=counters.failed + 1), record), judgement.message)

@@ -53,8 +53,8 @@ def evaluate_args(provider: GoldenSetProvider, canary: Sequence[str], stable: Se
     return args
 
 
-def evaluation_job(md: ModelDeployment, metric: Metric, name: str, canary: Sequence[str], stable: Sequence[str],
-                   operator: OperatorIdentity, active_deadline_seconds: int) -> dict[str, Any]:
+def evaluation_job(md: ModelDeployment, metric: Metric, name: str, revision: str, canary: Sequence[str],
+                   stable: Sequence[str], operator: OperatorIdentity, active_deadline_seconds: int) -> dict[str, Any]:
     """The Job that sends the golden set of `metric` to the given pods' inference URLs."""
     provider = metric.provider
     if not isinstance(provider, GoldenSetProvider):
@@ -65,7 +65,7 @@ def evaluation_job(md: ModelDeployment, metric: Metric, name: str, canary: Seque
     if source.scheme is SourceScheme.PVC:
         volumes.append({"name": "golden", "persistentVolumeClaim": {"claimName": source.location, "readOnly": True}})
         mounts.append({"name": "golden", "mountPath": f"{GOLDEN_ROOT}/{source.location}", "readOnly": True})
-    labels = evaluation_labels(md.name, metric.name)
+    labels = evaluation_labels(md.name, metric.name, revision)
     container: dict[str, Any] = {
         "name": "evaluate",
         "image": operator.image,

@@ -9,6 +9,7 @@ changed by hand is applied again, which puts them back (our field manager, force
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -196,9 +197,11 @@ class Children:
         """The last lines of a container's log; empty when it cannot be read."""
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
         try:
-            text = await self._call(self._api_client.call_api, path, "GET", auth_settings=["BearerToken"],
-                                    query_params=[("container", container), ("tailLines", str(lines))],
-                                    response_type="str", _return_http_data_only=True, _preload_content=True)
+            # The raw bytes: the client would parse a log that happens to be JSON and hand back its repr.
+            response = await self._call(self._api_client.call_api, path, "GET", auth_settings=["BearerToken"],
+                                        query_params=[("container", container), ("tailLines", str(lines))],
+                                        _return_http_data_only=True, _preload_content=False)
+            data = await asyncio.to_thread(response.read)
         except Exception:
             return ""
-        return str(text or "")
+        return bytes(data or b"").decode(errors="replace")

@@ -53,6 +53,9 @@ class ChildJobs:
             pods = await self._children.list(*POD, namespace, job_pods(name))
         except KubeApiError as error:
             raise ProviderError(f"reading it: {error}") from None
+        uid = job["metadata"].get("uid")
+        if uid:  # a Job of the same name that came before may still have pods about
+            pods = [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
         last_line = ""
         for pod in sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or "")):
             containers = (pod.get("spec") or {}).get("containers") or [{}]

@@ -26,6 +26,10 @@ from modeldeploy.metrics.base import ProviderError, ProviderJobs, Target
 from modeldeploy.settings import OperatorIdentity
 
 
+class EvaluationProblem(ProviderError):
+    """The evaluation ran and reported why it could not count (the set unreadable, a line malformed)."""
+
+
 class GoldenSetMetrics:
     """Golden-set metrics, one Job per measurement."""
 
@@ -44,7 +48,8 @@ class GoldenSetMetrics:
         if not isinstance(provider, GoldenSetProvider) or md is None or target.canary_revision is None:
             return error(f"metric {metric.name} is not a golden-set metric of a canary on trial")
         compares = provider.measure is GoldenSetMeasure.AGREEMENT or metric.relative_to is RelativeTo.STABLE
-        urls = {role: tuple(f"http://{pod.ip}:{md.spec.serving.port}" for pod in target.pods if pod.role is role)
+        inference = f"{md.spec.serving.port}/predictions/{md.spec.model.name}"
+        urls = {role: tuple(f"http://{pod.ip}:{inference}" for pod in target.pods if pod.role is role)
                 for role in Role}
         if not urls[Role.CANARY]:
             # No canary pod has loaded its model yet: nothing to ask, the window only begins.
@@ -56,7 +61,7 @@ class GoldenSetMetrics:
             outcome = await self._jobs.outcome(md.namespace, name)
             if outcome is None:
                 await self._jobs.create(evaluation_job(
-                    md, metric, name, urls[Role.CANARY], urls[Role.STABLE], self._operator,
+                    md, metric, name, target.canary_revision, urls[Role.CANARY], urls[Role.STABLE], self._operator,
                     active_deadline_seconds=md.spec.rollout.progress_deadline_seconds))
                 return Measurement(metric=metric.name, at=now, window_start=window_start, pending=True)
             if not outcome.finished:
@@ -66,6 +71,8 @@ class GoldenSetMetrics:
             return error(f"golden-set Job {name}: {failed}")
         try:
             evaluation = result_of(outcome.last_line)
+        except EvaluationProblem as problem:  # the evaluation named it: the set, the line, what is wrong
+            return error(f"golden set {provider.source.uri}: {problem}")
         except ProviderError as failed:
             return error(f"golden set {provider.source.uri}: {failed}"
                          + (f" (Job {name}: {outcome.failure})" if outcome.failure else ""))
@@ -87,7 +94,7 @@ def result_of(line: str) -> Evaluation:
     if not isinstance(found, dict):
         raise ProviderError(f"the evaluation printed {line[-300:]!r}, not a result")
     if "error" in found:
-        raise ProviderError(str(found["error"]))
+        raise EvaluationProblem(str(found["error"]))
     try:
         return Evaluation.from_dict(found["evaluation"])
     except (KeyError, TypeError, ValueError) as bad:

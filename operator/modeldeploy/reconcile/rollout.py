@@ -28,6 +28,7 @@ from modeldeploy.api.labels import (
     LABEL_ROLE,
     TRAFFIC_GATE,
     deployment_selector,
+    evaluation_jobs,
     other_revisions,
     selector_text,
 )
@@ -223,6 +224,18 @@ async def _admit_past_the_gate(ctx: ReconcileContext, policy: Policy, state: Rol
                 "lastTransitionTime": format_time(ctx.now)})
 
 
+async def _remove_finished_evaluations(ctx: ReconcileContext, policy: Policy, state: RolloutState) -> None:
+    """Golden-set Jobs of a canary that is no longer judged (rolled back, cancelled, promoting) are removed:
+    a measurement the rollout stopped waiting for is never read."""
+    if not any(m.own_requests for m in policy.metrics):
+        return
+    judged = state.canary_revision if state.canary_revision is not None and not state.promoting else None
+    md = ctx.deployment
+    for job in await ctx.children.list("batch/v1", "Job", md.namespace, evaluation_jobs(md.name)):
+        if _labels(job).get(LABEL_REVISION) != judged:
+            await ctx.children.delete("batch/v1", "Job", md.namespace, job["metadata"]["name"])
+
+
 async def _remove_unserved_configmaps(ctx: ReconcileContext, *revisions: str | None) -> None:
     keep = {r for r in revisions if r}
     md = ctx.deployment
@@ -314,6 +327,7 @@ async def ensure_rollout(ctx: ReconcileContext) -> ReconcileOutcome | None:
     _record(ctx, decision, archive)
     await _apply_canary(ctx, decision.canary, canary_live, archive)
     await _admit_past_the_gate(ctx, policy, decision.state, by_role[Role.CANARY])
+    await _remove_finished_evaluations(ctx, policy, decision.state)
     if decision.canary is None and decision.stable.revision == ctx.revision.short:
         # No canary: the spec's revision is stable (first revision, replica change, promotion done).
         # Its Deployment's own status says when it is whole.

@@ -87,6 +87,8 @@ class View:
     events: tuple[EventView, ...]
     last_progress: str | None = None
     """When the status last changed, and how long ago: a rollout that does not move shows here."""
+    gate: bool = False
+    """The canary stands at its weight-0 gate: its pods run behind no Service, judged by golden sets."""
 
 
 def duration(span: timedelta) -> str:
@@ -176,8 +178,9 @@ def build_view(body: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now
             moment = None
         if moment is not None:
             last_progress = f"{format_time(moment)} ({duration(max(now - moment, timedelta(0)))} ago)"
+    gate = bool(canary) and not state.promoting and step == 0 and spec.steps[0].weight == 0
     return View(
-        last_progress=last_progress,
+        last_progress=last_progress, gate=gate,
         namespace=str(metadata.get("namespace") or ""), name=str(metadata.get("name") or ""),
         phase=str(status.get("phase") or "Unknown"), summary=phase_line(body),
         stable=stable, canary=canary, step=step, steps=steps,
@@ -211,7 +214,10 @@ def _step(view: View) -> str:
     if view.step is None:
         return "no canary"
     state = "promoting" if view.promoting else f"step {view.step + 1}/{view.steps}"
-    return state
+    return f"gate ({state}): no user traffic, judged by golden sets" if view.gate else state
+
+
+GATE_WEIGHT = "gate: the canary's pods are behind no Service"
 
 
 def plain_bar(asked: int, effective: int, width: int = BAR_WIDTH) -> str:
@@ -237,6 +243,7 @@ def render_plain(view: View) -> str:
         f"{view.namespace}/{view.name}  {view.summary}",
         f"revision  {_revisions(view)}",
         f"rollout   {_step(view)}",
+        f"weight    {GATE_WEIGHT}" if view.gate else
         f"weight    {plain_bar(view.weight, view.effective_weight)} asked {view.weight} %  "
         f"effective {view.effective_weight} %",
     ]
@@ -255,6 +262,8 @@ def render_plain(view: View) -> str:
         for m in metric.measurements:
             lines.append(f"  {m.at}  weight {m.weight:>3} %  value {_value(m.value):>8}  requests "
                          f"{_requests(m.requests):>6}  {m.verdict}")
+        if metric.measurements and metric.measurements[-1].message:
+            lines.append(f"  latest: {metric.measurements[-1].message}")
     if view.events:
         lines.append("events")
         lines.extend(f"  {e.at}  {e.type:<7} {e.reason}: {e.message}" for e in view.events)
@@ -296,9 +305,12 @@ def render_rich(view: View) -> RenderableType:
     facts.add_column()
     facts.add_row("revision", _revisions(view))
     facts.add_row("rollout", _step(view))
-    weight = rich_bar(view.weight, view.effective_weight)
-    weight.append(f"  asked {view.weight} %  effective {view.effective_weight} %")
-    facts.add_row("weight", weight)
+    if view.gate:
+        facts.add_row("weight", Text(GATE_WEIGHT, style="yellow"))
+    else:
+        weight = rich_bar(view.weight, view.effective_weight)
+        weight.append(f"  asked {view.weight} %  effective {view.effective_weight} %")
+        facts.add_row("weight", weight)
     if view.pause:
         facts.add_row("pause", Text(view.pause, style="yellow"))
     if view.time_left:
@@ -318,6 +330,8 @@ def render_rich(view: View) -> RenderableType:
             table.add_row(m.at, f"{m.weight} %", _value(m.value), _requests(m.requests),
                           Text(m.verdict, style=VERDICT_STYLES.get(m.verdict, "")))
         parts.append(table)
+        if metric.measurements and metric.measurements[-1].message:
+            parts.append(Text(f"latest: {metric.measurements[-1].message}"))
         parts.append(Text(_counters(metric, view.min_requests), style="dim"))
     if view.events:
         events = Table(title="events", title_justify="left", show_header=False, box=None, padding=(0, 1))

@@ -90,8 +90,9 @@ def test_a_measurement_is_one_job_pending_while_it_runs_then_its_counts_with_the
     assert first.pending and second.pending and first.canary is None and first.error is None
     (name, job), = jobs.created.items()
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--canary") + 1] == "http://10.244.0.20:8080"  # pod IPs on the inference port
-    assert args[args.index("--stable") + 1] == "http://10.244.0.10:8080"  # stable's accuracy, quoted beside
+    # the pods' IPs on the inference port; stable's too, for its accuracy quoted beside the canary's
+    assert args[args.index("--canary") + 1] == "http://10.244.0.20:8080/predictions/iris"
+    assert args[args.index("--stable") + 1] == "http://10.244.0.10:8080/predictions/iris"
 
     jobs.finish(result(answers(97, 3), answers(98, 2)))
     done = measure(provider, md, tgt)
@@ -112,7 +113,7 @@ def test_relative_to_stable_judges_canary_minus_stable_on_the_same_examples_with
 
     measure(provider, md, tgt)
     args = next(iter(jobs.created.values()))["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--stable") + 1] == "http://10.244.0.10:8080"
+    assert args[args.index("--stable") + 1] == "http://10.244.0.10:8080/predictions/iris"
     jobs.finish(result(answers(800, 200), answers(900, 100)))
     done = measure(provider, md, tgt)
 

@@ -141,3 +141,27 @@ def test_the_view_says_when_the_status_last_changed_so_a_stalled_rollout_shows()
     assert "(2m05s ago)" in console.export_text()
     assert view_to_dict(view)["last_progress"] == "2026-11-26T02:07:55Z (2m05s ago)"
     assert build_view(obj(RUNNING), [], NOW).last_progress is None
+
+
+GATED_SPEC = {**SPEC, "rollout": {
+    "steps": [{"weight": 0}, {"weight": 50, "pause": "2m"}, {"weight": 100}],
+    "analysis": {"interval": "30s", "metrics": [{"name": "quality", "min": 0.9, "provider": {"goldenSet": {
+        "source": {"uri": "pvc://models/iris/golden.jsonl"}}}}]}}}
+
+
+def test_a_canary_at_the_gate_shows_gate_not_a_weight_and_the_latest_verdict_with_stables_value() -> None:
+    verdict = ("quality = 0.651 over 1000 examples (95 % interval 0.62..0.68), stable 0.973, below min 0.9; "
+               "versicolor 210/333 right (123 as virginica)")
+    state = RolloutState(stable_revision=STABLE, canary_revision=CANARY, step_index=0,
+                         step_started_at=NOW - timedelta(seconds=20), weight=0, effective_weight=0,
+                         metrics={"quality": MetricState(failed=1, measurements=(MeasurementRecord(
+                             at=NOW, verdict=MeasurementVerdict.FAILED, value=0.651, requests=1000, weight=0,
+                             message=verdict),))})
+    body = {**obj(state), "spec": GATED_SPEC}
+
+    text = render_plain(build_view(body, [], NOW))
+
+    assert "rollout   gate (step 1/3): no user traffic, judged by golden sets" in text
+    assert "weight    gate: the canary's pods are behind no Service" in text
+    assert f"  latest: {verdict}" in text
+    assert build_view(body, [], NOW).gate and not build_view(obj(RUNNING), [], NOW).gate
