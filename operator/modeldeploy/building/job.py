@@ -119,25 +119,40 @@ def build_job(md: ModelDeployment, build_key_short: str, operator: OperatorIdent
     }
     if env_from:
         container["envFrom"] = env_from
+    return operator_job(object_meta(job_name(md, build_key_short), md.name, md.namespace, md.uid, labels),
+                        container, volumes, operator, backoff_limit=build.backoff_limit,
+                        active_deadline_seconds=build.active_deadline_seconds,
+                        ttl_seconds_after_finished=TTL_SECONDS_AFTER_FINISHED, fs_group=True)
+
+
+def operator_job(metadata: dict[str, Any], container: dict[str, Any], volumes: list[dict[str, Any]],
+                 operator: OperatorIdentity, *, backoff_limit: int, active_deadline_seconds: int,
+                 ttl_seconds_after_finished: int, fs_group: bool) -> dict[str, Any]:
+    """A Job running the operator's image once (an archive build, a golden-set measurement): no token,
+    no service links, non-root, never restarted in place, removed `ttl_seconds_after_finished` after it ends."""
+    security: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": operator.run_as_user,
+                                "runAsGroup": operator.run_as_user}
+    if fs_group:  # the pod writes to a claim: files it creates belong to the operator's group
+        security["fsGroup"] = operator.run_as_user
+    security["seccompProfile"] = {"type": "RuntimeDefault"}
+    labels = metadata.get("labels") or {}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": object_meta(job_name(md, build_key_short), md.name, md.namespace, md.uid, labels),
+        "metadata": metadata,
         "spec": {
-            "backoffLimit": build.backoff_limit,
-            "activeDeadlineSeconds": build.active_deadline_seconds,
-            "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": active_deadline_seconds,
+            "ttlSecondsAfterFinished": ttl_seconds_after_finished,
             "template": {
                 # The pods leave out modeldeploy.dev/deployment: the Service NAME selects serving pods by
-                # it, and a build pod behind it would be sent inference requests it refuses.
+                # it, and a Job's pod behind it would be sent inference requests it refuses.
                 "metadata": {"labels": {k: v for k, v in labels.items() if k != LABEL_DEPLOYMENT}},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": operator.run_as_user,
-                                        "runAsGroup": operator.run_as_user, "fsGroup": operator.run_as_user,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": security,
                     "containers": [container],
                     "volumes": volumes,
                     **({"imagePullSecrets": image_pull_secrets(operator)} if operator.image_pull_secrets else {}),

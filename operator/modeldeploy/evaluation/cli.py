@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -78,15 +77,3 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps({"evaluation": result.to_dict()}, separators=(",", ":")))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modeldeploy")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

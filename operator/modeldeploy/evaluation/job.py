@@ -13,9 +13,10 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from modeldeploy.api.labels import LABEL_DEPLOYMENT, evaluation_labels, object_meta
+from modeldeploy.api.labels import evaluation_labels, object_meta
 from modeldeploy.api.spec import GoldenSetProvider, Metric, ModelDeployment, SourceScheme
-from modeldeploy.settings import OperatorIdentity, image_pull_secrets
+from modeldeploy.building.job import operator_job
+from modeldeploy.settings import OperatorIdentity
 
 GOLDEN_ROOT = "/golden"
 TMP_MOUNT = "/tmp"
@@ -78,28 +79,6 @@ def evaluation_job(md: ModelDeployment, metric: Metric, name: str, revision: str
     }
     if source.scheme is SourceScheme.S3 and md.spec.model.source_secret_name:
         container["envFrom"] = [{"secretRef": {"name": md.spec.model.source_secret_name}}]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": object_meta(name, md.name, md.namespace, md.uid, labels),
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": active_deadline_seconds,
-            "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
-            "template": {
-                # Out of the Service NAME's selector, like the build pods.
-                "metadata": {"labels": {k: v for k, v in labels.items() if k != LABEL_DEPLOYMENT}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": operator.run_as_user,
-                                        "runAsGroup": operator.run_as_user,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [container],
-                    "volumes": volumes,
-                    **({"imagePullSecrets": image_pull_secrets(operator)} if operator.image_pull_secrets else {}),
-                },
-            },
-        },
-    }
+    return operator_job(object_meta(name, md.name, md.namespace, md.uid, labels), container, volumes, operator,
+                        backoff_limit=0, active_deadline_seconds=active_deadline_seconds,
+                        ttl_seconds_after_finished=TTL_SECONDS_AFTER_FINISHED, fs_group=False)
