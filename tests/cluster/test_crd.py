@@ -98,6 +98,20 @@ def test_longest_allowed_name_is_accepted(crd: LocalCluster, namespace: str) -> 
     assert result.returncode == 0, result.stderr
 
 
+def test_torchserve_metrics_relative_to_stable_are_accepted_as_the_operator_reads_them(
+        crd: LocalCluster, namespace: str) -> None:
+    metrics = [{"name": "errors", "provider": {"torchserve": {"metric": "error-rate"}}, "relativeTo": "stable",
+                "min": -1.0, "max": 0.01},
+               {"name": "latency", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "relativeTo": "stable",
+                "max": 1.1}]
+    document = {**MINIMAL, "spec": {**MINIMAL["spec"], "rollout": {"analysis": {"metrics": metrics}}}}
+
+    result = apply(crd, namespace, document, "--dry-run=server")
+
+    assert result.returncode == 0, result.stderr
+    assert [m.relative_to for m in parse_spec(document["spec"]).rollout.analysis.metrics] == ["stable", "stable"]
+
+
 def test_api_server_applies_the_same_defaults_as_the_typed_spec(crd: LocalCluster, namespace: str) -> None:
     assert apply(crd, namespace, MINIMAL).returncode == 0
 

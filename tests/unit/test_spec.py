@@ -404,3 +404,30 @@ def test_agreement_compares_with_stable_already_and_refuses_relative_to() -> Non
 
     assert error.field == "spec.rollout.analysis.metrics[0].relativeTo"
     assert "does not apply to agreement" in error.rule
+
+
+def test_torchserve_metrics_relative_to_stable_take_a_difference_of_rates_and_a_ratio_of_latencies() -> None:
+    spec = parse_spec(spec_with(**{"rollout.analysis.metrics": [
+        {"name": "errors", "provider": {"torchserve": {"metric": "error-rate"}}, "relativeTo": "stable",
+         "min": -1.0, "max": 0.01},
+        {"name": "latency", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "relativeTo": "stable",
+         "max": 1.1}]}))
+
+    errors, latency = spec.rollout.analysis.metrics
+    assert (errors.relative_to, errors.min, errors.max) == (RelativeTo.STABLE, -1.0, 0.01)
+    assert (latency.relative_to, latency.max) == (RelativeTo.STABLE, 1.1)
+
+
+@pytest.mark.parametrize(("metric", "field", "rule"), [
+    ({"provider": {"torchserve": {"metric": "mean-latency-ms"}}, "max": 0}, "max", "must be above 0 for a ratio"),
+    ({"provider": {"torchserve": {"metric": "error-rate"}}, "min": -1.5}, "min",
+     "must lie within [-1, 1] for a difference"),
+    ({"provider": {"prometheus": {"address": "http://prometheus.monitoring:9090", "query": "vector(1)"}},
+      "max": 1}, "relativeTo",
+     "does not apply to a prometheus metric"),
+])
+def test_a_relative_metric_out_of_its_range_is_refused_naming_the_field(metric: dict[str, object], field: str,
+                                                                        rule: str) -> None:
+    error = error_of(spec_with(**{"rollout.analysis.metrics": [{"name": "m", "relativeTo": "stable", **metric}]}))
+
+    assert error.field == f"spec.rollout.analysis.metrics[0].{field}" and error.rule.startswith(rule), error

@@ -72,10 +72,10 @@ def fold(counters: MetricState, measurement: Measurement, metric: MetricPolicy, 
         # a window begun (the provider had no baseline): no verdict, the next one is due an interval on
         return Folded(dataclasses.replace(counters, last_at=at))
     stable = measurement.stable
-    # A golden set's verdict quotes stable's own value on the same examples beside the canary's.
-    beside = (f", stable {stable.value:.4g}" if stable is not None and stable.interval is not None
-              and stable.value is not None else "")
-    judgement = judge(f"{metric.name} (canary - stable)" if metric.relative else metric.name, canary,
+    # A comparison with stable, and a golden set's verdict, quote stable's own value beside the canary's.
+    beside = (f", stable {stable.value:.4g}" if stable is not None and stable.value is not None
+              and (metric.relative or stable.interval is not None) else "")
+    judgement = judge(f"{metric.name} ({metric.comparison})" if metric.comparison else metric.name, canary,
                       metric.bounds, min_requests, beside=beside)
     share = canary.share
     if eligible and share is not None and share.requests and canary.value is not None \

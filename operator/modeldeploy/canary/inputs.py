@@ -22,13 +22,19 @@ _ROLLOUT = Rollout()
 @dataclasses.dataclass(frozen=True)
 class MetricPolicy:
     """A metric to judge: its name and bounds (whether a measurement is a rate, its sample says);
-    `relative`: the bounds apply to canary - stable (relativeTo: stable); `own_requests`: its provider
+    `comparison`: what the bounds apply to with relativeTo: stable ("canary - stable", "canary / stable"),
+    None for the canary alone; `own_requests`: its provider
     sends requests of its own (a golden set), so it is measured at the gate too."""
 
     name: str
     bounds: Bounds
-    relative: bool = False
+    comparison: str | None = None
     own_requests: bool = False
+
+    @property
+    def relative(self) -> bool:
+        """Whether the bounds apply to a comparison with stable."""
+        return self.comparison is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +63,7 @@ class Policy:
         analysis = rollout.analysis
         metrics = tuple(
             MetricPolicy(name=metric.name, bounds=Bounds(min=metric.min, max=metric.max),
-                         relative=metric.relative_to is not None, own_requests=metric.sends_own_requests)
+                         comparison=metric.comparison, own_requests=metric.sends_own_requests)
             for metric in analysis.metrics
         )
         return cls(

@@ -87,6 +87,15 @@ def exact_interval(events: int, requests: int, confidence: float = 0.95) -> tupl
     return low, high
 
 
+def rate_difference(canary: Share, stable: Share, confidence: float = 0.95) -> Sample:
+    """canary - stable of two rates counted over the same window, with an interval that covers at least
+    `confidence`: each rate's exact interval at half the risk, the difference of their far ends."""
+    each = 1.0 - (1.0 - confidence) / 2
+    ours, theirs = exact_interval(*canary, each), exact_interval(*stable, each)
+    value = canary.events / canary.requests - stable.events / stable.requests
+    return Sample(value, canary.requests, interval=(ours[0] - theirs[1], ours[1] - theirs[0]))
+
+
 def _usable(sample: Sample) -> bool:
     return sample.value is not None and math.isfinite(sample.value)
 

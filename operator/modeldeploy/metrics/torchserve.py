@@ -27,9 +27,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.api.revision import Role
-from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
+from modeldeploy.api.spec import Metric, RelativeTo, TorchServeMetric, TorchServeProvider
 from modeldeploy.canary.decide import Measurement
-from modeldeploy.canary.verdicts import Sample
+from modeldeploy.canary.verdicts import Sample, rate_difference
 from modeldeploy.metrics.base import Pod, ProviderError, Target
 
 SCRAPE_TIMEOUT = timedelta(seconds=5)
@@ -103,6 +103,17 @@ def sample_for(metric: TorchServeMetric, delta: PodCounters) -> Sample:
         errors = min(round(delta.responses_5xx), requests)
         return Sample(value=errors / requests, requests=requests, events=errors)
     return Sample(value=delta.latency_us / requests / 1000.0, requests=requests)
+
+
+def relative_to_stable(canary: Sample, stable: Sample) -> Sample:
+    """What `relativeTo: stable` judges: canary - stable for a rate (with its interval), canary / stable
+    for a mean latency (a value, as the mean latency itself is judged)."""
+    if canary.value is None or stable.value is None:
+        return Sample(value=None, requests=canary.requests)
+    if canary.share is not None and stable.share is not None:
+        return rate_difference(canary.share, stable.share)
+    ratio = canary.value / stable.value if stable.value > 0 else math.inf
+    return Sample(value=ratio, requests=canary.requests)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +214,11 @@ class TorchServeMetrics:
         kind = metric.provider.metric
         canary = sample_for(kind, _sum(deltas[Role.CANARY]))
         stable = sample_for(kind, _sum(deltas[Role.STABLE])) if deltas[Role.STABLE] else None
+        if metric.relative_to is RelativeTo.STABLE:
+            if stable is None or not stable.requests:
+                # stable's pods have no counts over this window (new, restarted): it only begins
+                return Measurement(metric=metric.name, at=now, window_start=min(starts))
+            canary = relative_to_stable(canary, stable)
         return Measurement(metric=metric.name, at=now, window_start=min(starts), canary=canary, stable=stable)
 
     def _forget(self, target: Target) -> None:

@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from modeldeploy.api.revision import Role
-from modeldeploy.api.spec import Metric, TorchServeMetric, TorchServeProvider
+from modeldeploy.api.spec import Metric, RelativeTo, TorchServeMetric, TorchServeProvider
+from modeldeploy.canary.counters import MetricState, fold
 from modeldeploy.canary.decide import Measurement
-from modeldeploy.canary.verdicts import Sample
+from modeldeploy.canary.inputs import MetricPolicy
+from modeldeploy.canary.verdicts import Bounds, Sample
 from modeldeploy.metrics import Pod, ProviderError, Target
 from modeldeploy.metrics.torchserve import PodCounters, TorchServeMetrics, parse_counters
 
@@ -153,3 +155,51 @@ def test_a_canary_pod_that_cannot_be_scraped_makes_the_measurement_an_error(fail
     pages.by_ip[CANARY_A.ip] = "garbage {"
     assert measure(provider, ERROR_RATE, T0, T0 + timedelta(seconds=10)).error is not None
 
+
+
+def relative(metric: Metric) -> Metric:
+    return Metric(metric.name, metric.provider, min=None, max=metric.max, relative_to=RelativeTo.STABLE)
+
+
+def test_relative_to_stable_an_error_rate_is_canary_minus_stable_with_an_interval_over_the_same_window() -> None:
+    pages = Pages()
+    provider = TorchServeMetrics(fetch=pages.fetch)
+    pages.by_ip = {CANARY_A.ip: page(0, 0, 0, 0), CANARY_B.ip: page(0, 0, 0, 0), STABLE_A.ip: page(0, 0, 0, 0)}
+    measure(provider, relative(ERROR_RATE), T0, T0)
+    pages.by_ip = {CANARY_A.ip: page(950, 50, 1000, 0), CANARY_B.ip: page(950, 50, 1000, 0),
+                   STABLE_A.ip: page(1990, 10, 2000, 0)}
+
+    measured = measure(provider, relative(ERROR_RATE), T0, T0 + timedelta(seconds=30))
+
+    assert measured.canary is not None and measured.canary.value == pytest.approx(0.05 - 0.005)
+    assert measured.canary.requests == 2000 and measured.canary.share is None  # a difference, not a rate
+    assert measured.canary.interval is not None and 0.01 < measured.canary.interval[0] < 0.045
+    assert measured.stable == Sample(value=0.005, requests=2000, events=10)
+
+
+def test_relative_to_stable_a_mean_latency_is_a_ratio_and_a_window_without_stable_counts_only_begins() -> None:
+    pages = Pages()
+    provider = TorchServeMetrics(fetch=pages.fetch)
+    pages.by_ip = {CANARY_A.ip: page(0, 0, 0, 0), CANARY_B.ip: page(0, 0, 0, 0), STABLE_A.ip: page(0, 0, 0, 0)}
+    measure(provider, relative(LATENCY), T0, T0)
+    pages.by_ip = {CANARY_A.ip: page(40, 0, 40, 40 * 120_000), CANARY_B.ip: page(0, 0, 0, 0),
+                   STABLE_A.ip: page(50, 0, 50, 50 * 100_000)}
+    ratio = measure(provider, relative(LATENCY), T0, T0 + timedelta(seconds=30))
+    pages.by_ip[STABLE_A.ip] = page(50, 0, 50, 50 * 100_000)  # no stable request in the next window
+    pages.by_ip[CANARY_A.ip] = page(80, 0, 80, 80 * 120_000)
+    quiet = measure(provider, relative(LATENCY), T0 + timedelta(seconds=30), T0 + timedelta(seconds=60))
+
+    assert ratio.canary == Sample(value=pytest.approx(1.2), requests=40)
+    assert (quiet.canary, quiet.error) == (None, None)
+
+
+def test_a_relative_latency_verdict_names_the_ratio_and_quotes_stable_beside_it() -> None:
+    spec_metric = relative(LATENCY)
+    policy = MetricPolicy(spec_metric.name, Bounds(max=1.1), comparison=spec_metric.comparison)
+    measurement = Measurement(metric=spec_metric.name, at=T0 + timedelta(seconds=30), window_start=T0,
+                              canary=Sample(value=1.3, requests=40), stable=Sample(value=100.0, requests=50))
+
+    folded = fold(MetricState(), measurement, policy, min_requests=20, weight=25, served=25, eligible=True)
+
+    assert folded.failure is not None and folded.failure.startswith(f"{spec_metric.name} (canary / stable) = 1.3")
+    assert "stable 100" in folded.failure

@@ -330,15 +330,24 @@ def _metric(reader: Reader) -> Metric:
         raise SpecError(reader.path, name, "needs a bound: set min, max or both")
     if metric.min is not None and metric.max is not None and metric.min > metric.max:
         raise SpecError(reader.at("min"), metric.min, f"must be <= max ({metric.max})")
-    if relative_to is not None and not isinstance(provider, GoldenSetProvider):
+    if relative_to is not None and isinstance(provider, PrometheusProvider):
         raise SpecError(reader.at("relativeTo"), relative_to.value,
-                        f"applies to goldenSet metrics only: a {provider.kind} metric is judged on the canary alone")
+                        "does not apply to a prometheus metric, which is judged on its query's value: write the "
+                        "comparison with stable in the query (role=\"stable\")")
     if isinstance(provider, GoldenSetProvider) and provider.measure is GoldenSetMeasure.AGREEMENT \
             and relative_to is not None:
         raise SpecError(reader.at("relativeTo"), relative_to.value,
                         "does not apply to agreement, which compares canary with stable already")
     if isinstance(provider, TorchServeProvider) and provider.metric is TorchServeMetric.ERROR_RATE:
-        _bounds_within(reader, metric, 0.0, "an error rate")
+        if relative_to is None:
+            _bounds_within(reader, metric, 0.0, "an error rate")
+        else:
+            _bounds_within(reader, metric, -1.0, "a difference of error rates (canary - stable)")
+    if isinstance(provider, TorchServeProvider) and provider.metric is not TorchServeMetric.ERROR_RATE \
+            and relative_to is not None:
+        for key, bound in (("min", metric.min), ("max", metric.max)):
+            if bound is not None and bound <= 0:
+                raise SpecError(reader.at(key), bound, "must be above 0 for a ratio of latencies (canary / stable)")
     if isinstance(provider, GoldenSetProvider):
         if relative_to is None:
             _bounds_within(reader, metric, 0.0, f"a share ({provider.measure})")

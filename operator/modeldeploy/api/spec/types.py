@@ -348,6 +348,15 @@ class Metric:
     relative_to: RelativeTo | None = None
 
     @property
+    def comparison(self) -> str | None:
+        """What the bounds apply to with `relativeTo: stable`: a ratio for a mean latency, else a difference."""
+        if self.relative_to is None:
+            return None
+        provider = self.provider
+        latency = isinstance(provider, TorchServeProvider) and provider.metric is TorchServeMetric.MEAN_LATENCY_MS
+        return "canary / stable" if latency else "canary - stable"
+
+    @property
     def sends_own_requests(self) -> bool:
         """Whether its provider judges answers to requests it sends itself (so it needs no user traffic)."""
         return isinstance(self.provider, GoldenSetProvider)
