@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from localcluster import LocalCluster
+from modeldeploy.api.events import EventReason
+from modeldeploy.api.rollout import (
+    Aborted,
+    HandledRequest,
+    MeasurementRecord,
+    MeasurementVerdict,
+    MetricState,
+    Pause,
+    PauseReason,
+    RolloutState,
+)
 from modeldeploy.api.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,3 +189,26 @@ def test_status_fields_outside_the_schema_are_pruned(crd: LocalCluster, namespac
     status = json.loads(crd.kubectl("get", "mdep", "iris", "-n", namespace, "-o", "json").stdout)["status"]
 
     assert status == {"phase": "Pending"}
+
+
+def test_every_field_of_the_rollout_state_the_operator_writes_is_kept_by_the_api_server(
+        crd: LocalCluster, namespace: str) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    record = MeasurementRecord(at=at, verdict=MeasurementVerdict.FAILED, value=1.5, requests=40, weight=25,
+                               message="ratio (canary / stable) = 1.5", stable_value=4.25)
+    metric = MetricState(failed=1, inconclusive=2, consecutive_errors=1, successes_at_step=1, step_requests=40,
+                         step_events=3, last_at=at, last_error_at=at, measurements=(record,))
+    state = RolloutState(stable_revision="a1", canary_revision="b2", step_index=1, step_started_at=at, weight=25,
+                         effective_weight=50, weight_since=at, unready_since=at, ready_since=at,
+                         pause=Pause(PauseReason.USER, at), metrics={"ratio": metric}, promoting=True,
+                         promoting_since=at, aborted=Aborted("c3", EventReason.ANALYSIS_FAILED, "worse", at),
+                         last_request=HandledRequest("promote", "b2", "2026-01-02T03:04:05Z"),
+                         rejected_request="d4")
+    assert apply(crd, namespace, MINIMAL).returncode == 0
+
+    crd.kubectl("patch", "mdep", "iris", "-n", namespace, "--subresource=status", "--type=merge", "-p",
+                json.dumps({"status": {"rollout": state.to_dict()}}))
+    stored = json.loads(crd.kubectl("get", "mdep", "iris", "-n", namespace, "-o", "json").stdout)["status"]
+
+    assert stored["rollout"] == state.to_dict()
+    assert RolloutState.from_dict(stored["rollout"]) == state

@@ -191,7 +191,10 @@ def test_a_slow_version_is_rolled_back_on_its_mean_latency_naming_metric_value_a
     cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
 ) -> None:
     first = healthy_v1(cluster, namespace)
-    latency = [{"name": "latency", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "max": 100}]
+    # the mean latency, and its ratio to stable's over the same windows (relativeTo: stable)
+    latency = [{"name": "latency", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "max": 100},
+               {"name": "ratio", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "relativeTo": "stable",
+                "max": 1.5}]
     with Load(cluster, namespace, rate=10, seconds=300) as load:
         apply(cluster, namespace, version("slow", metrics=latency))
         body = wait_phase(cluster, namespace, "RolledBack", timeout=300)
@@ -204,6 +207,12 @@ def test_a_slow_version_is_rolled_back_on_its_mean_latency_naming_metric_value_a
     assert value > 100   # TorchServe's own counters saw the 200 ms the slow model adds
     warning = [e for e in events(cluster, namespace) if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
     assert warning and "latency = " in warning[0]["message"] and "max 100" in warning[0]["message"]
+    ratios = [m for m in ((status.get("rollout") or {}).get("metrics") or {}).get("ratio", {}).get(
+        "measurements", []) if m["verdict"] == "Failed"]
+    assert ratios, status["rollout"].get("metrics")
+    assert "ratio (canary / stable) = " in ratios[-1]["message"] and "above max 1.5" in ratios[-1]["message"]
+    # canary / stable from both roles' counters: stable answers in milliseconds, the slow canary 200 ms later
+    assert ratios[-1]["value"] > 1.5 and 0 < ratios[-1]["stableValue"] < 100, ratios[-1]
     assert status["stableRevision"] == first["status"]["revision"] and "canaryRevision" not in status
     assert set(load.codes()) == {200}, load.failures()   # slow is not failed: every request was answered
     assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
