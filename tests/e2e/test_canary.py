@@ -1,7 +1,10 @@
 """A new revision rolls out as a canary on real TorchServe pods: promoted on evidence, rolled back on its own.
 
-Each scenario runs in its own namespace with 2 replicas, short analysis intervals and a bounded load
-(count and time limited) spread over the ready endpoints of the Service `iris`.
+The scenarios share one namespace, 2 replicas, short analysis intervals and a bounded load (count and
+time limited) spread over the ready endpoints of the Service `iris`. Each begins with its stable revision
+Healthy: iris v1, which applying v1 again after a rollback or a cancelled canary returns to at once, with
+no pod started; the archives built once are reused. The two scenarios that promote come last; the last
+canaries whichever of v1 and v2 is not stable. Each scenario reads only the Events since it began.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,7 @@ import pytest
 from e2e.canary_support import Load, StatusLine
 from e2e.helpers import OperatorProcess, apply, condition, iris, mdep, wait_phase
 from localcluster import LocalCluster
-from support import REPO, kubectl_json, wait_for
+from support import REPO, kubectl_json, provide_iris_claims, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
 
@@ -68,21 +74,51 @@ def iris_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def versions(models: Path, iris_builds: Path) -> Path:
-    """The claim `models` with iris/{1,2,faulty,slow,broken}/{model.pt,model-config.yaml}."""
+def copy_versions(models: Path, builds: Path) -> Path:
+    """The claim `models` (its folder here) with iris/{1,2,faulty,slow,broken}/{model.pt,model-config.yaml}."""
     for name in ("1", "2", "faulty", "slow"):
         folder = models / "iris" / name
         folder.mkdir(parents=True, exist_ok=True)
         for file in ("model.pt", "model-config.yaml"):
-            shutil.copy(iris_builds / name / file, folder / file)
+            shutil.copy(builds / name / file, folder / file)
     broken = models / "iris" / "broken"
     broken.mkdir()
     (broken / "model.pt").write_bytes(b"these bytes are not a TorchScript model\n")
-    shutil.copy(iris_builds / "2" / "model-config.yaml", broken / "model-config.yaml")
+    shutil.copy(builds / "2" / "model-config.yaml", broken / "model-config.yaml")
     for path in models.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return models
+
+
+@pytest.fixture
+def versions(models: Path, iris_builds: Path) -> Path:
+    """Every version on the claim `models` of a scenario's own namespace (for the modules that import it;
+    this module's scenarios share `shared`)."""
+    return copy_versions(models, iris_builds)
+
+
+@pytest.fixture(scope="module")
+def shared(cluster: LocalCluster, iris_files: Path, iris_builds: Path) -> Iterator[tuple[str, Path]]:
+    """The namespace the scenarios share, and its claim `models` (here) with every version."""
+    name = f"canary-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             timeout=120, message=f"namespace {name}'s default ServiceAccount")
+    yield name, copy_versions(provide_iris_claims(cluster, name, iris_files), iris_builds)
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def namespace(shared: tuple[str, Path]) -> str:
+    return shared[0]
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a scenario begins: the object Healthy at its stable revision, and when (its Events are newer)."""
+
+    body: dict[str, Any]
+    since: datetime
 
 
 def healthy_v1(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
@@ -90,10 +126,28 @@ def healthy_v1(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
     return wait_phase(cluster, namespace, "Healthy", timeout=240)
 
 
-def events(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
+@pytest.fixture
+def start(cluster: LocalCluster, operator: OperatorProcess, namespace: str, shared: tuple[str, Path]) -> Start:
+    """The object Healthy at its stable revision: as the last scenario left it when it settled there (a
+    promotion), else v1 applied again (at once after a rollback or a cancelled canary; built and started
+    the first time)."""
+    found = cluster.kubectl("get", "mdep", "iris", "-n", namespace, "-o", "json", check=False)
+    status = (json.loads(found.stdout).get("status") or {}) if found.returncode == 0 else {}
+    settled = status.get("phase") == "Healthy" and status.get("stableRevision") == status.get("revision")
+    body = json.loads(found.stdout) if settled else healthy_v1(cluster, namespace)
+    return Start(body, datetime.now(UTC).replace(microsecond=0))
+
+
+def events(cluster: LocalCluster, namespace: str, since: datetime | None = None) -> list[dict[str, Any]]:
+    """The ModelDeployment's Events (those last seen at or after `since`), oldest first."""
     items: list[dict[str, Any]] = kubectl_json(cluster, "get", "events", "-n", namespace,
                                                "--field-selector", "involvedObject.kind=ModelDeployment")["items"]
-    return items
+
+    def seen(event: dict[str, Any]) -> datetime:
+        text = event.get("lastTimestamp") or event.get("eventTime") or event["metadata"]["creationTimestamp"]
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return sorted((e for e in items if since is None or seen(e) >= since), key=seen)
 
 
 def pod_ips(cluster: LocalCluster, namespace: str, role: str) -> set[str]:
@@ -106,46 +160,10 @@ def deployments(cluster: LocalCluster, namespace: str) -> list[str]:
     return sorted(d["metadata"]["name"] for d in items)
 
 
-def test_a_good_version_under_load_is_promoted_step_by_step_without_a_failed_request(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
-) -> None:
-    first = healthy_v1(cluster, namespace)
-    with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
-        applied = time.monotonic()
-        apply(cluster, namespace, version("2"))
-        body = wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") == "Healthy"
-                                 and b["status"].get("stableRevision") != first["status"]["revision"] else None)(
-            mdep(cluster, namespace)), timeout=300, interval=0.5, message="v2 promoted")
-        promoted = time.monotonic()
-        time.sleep(3)  # requests keep flowing while the canary pods end
-    assert isinstance(body, dict)
-    status = body["status"]
-    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}; slowest answers {load.slowest()} s")
-    for at, entry in line.lines:
-        print(f"{at - applied:7.1f} s  {entry.get('phase'):12} step={entry.get('currentStep')} "
-              f"weight={(entry.get('rollout') or {}).get('weight')} effective={entry.get('canaryWeight')}")
-
-    assert status["stableRevision"] == status["revision"] and "canaryRevision" not in status
-    assert line.weights() == [50, 100]
-    # each step before the last had a Successful measurement at its weight before it advanced
-    step_events = [e for e in events(cluster, namespace) if e["reason"] in ("CanaryStep", "Promoting", "Promoted")]
-    assert {e["reason"] for e in step_events} >= {"Promoting", "Promoted"}
-    assert any(entry.get("analysis", {}).get("measurements") and any(
-        m["phase"] == "Successful" for m in entry["analysis"]["measurements"]) for _, entry in line.lines)
-    codes = load.codes()
-    assert sum(codes.values()) > 100
-    assert set(codes) == {200}, load.failures(applied)
-    assert min(count for at, count in load.capacity if at >= applied) >= 2
-    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
-    configmaps = kubectl_json(cluster, "get", "configmaps", "-n", namespace, "-l",
-                              "modeldeploy.dev/deployment=iris")["items"]
-    assert [c["metadata"]["name"] for c in configmaps] == [f"iris-{status['revision']}"]
-
-
 def test_a_faulty_version_is_rolled_back_on_its_own_with_stable_at_full_capacity(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
 ) -> None:
-    first = healthy_v1(cluster, namespace)
+    first = start.body
     stable_revision = first["status"]["revision"]
     with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
         applied = time.monotonic()
@@ -175,7 +193,8 @@ def test_a_faulty_version_is_rolled_back_on_its_own_with_stable_at_full_capacity
     ready = condition(body, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "AnalysisFailed")
     assert condition(body, "Degraded")["status"] == "True"
-    warning = [e for e in events(cluster, namespace) if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
+    warning = [e for e in events(cluster, namespace, start.since)
+               if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
     assert warning and "error-rate = 0." in warning[0]["message"] and f"max {BOUND:g}" in warning[0]["message"]
     # stable kept serving at full size: never fewer than 2 ready endpoints, and stable's answers all 200
     assert min(count for at, count in load.capacity if at >= applied) >= 2
@@ -188,9 +207,9 @@ def test_a_faulty_version_is_rolled_back_on_its_own_with_stable_at_full_capacity
 
 
 def test_a_slow_version_is_rolled_back_on_its_mean_latency_naming_metric_value_and_bound(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
 ) -> None:
-    first = healthy_v1(cluster, namespace)
+    first = start.body
     # the mean latency, and its ratio to stable's over the same windows (relativeTo: stable)
     latency = [{"name": "latency", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "max": 100},
                {"name": "ratio", "provider": {"torchserve": {"metric": "mean-latency-ms"}}, "relativeTo": "stable",
@@ -205,7 +224,8 @@ def test_a_slow_version_is_rolled_back_on_its_mean_latency_naming_metric_value_a
     assert "latency = " in aborted["message"] and "max 100" in aborted["message"], aborted["message"]
     value = float(aborted["message"].split("latency = ")[1].split()[0])
     assert value > 100   # TorchServe's own counters saw the 200 ms the slow model adds
-    warning = [e for e in events(cluster, namespace) if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
+    warning = [e for e in events(cluster, namespace, start.since)
+               if e["type"] == "Warning" and e["reason"] == "AnalysisFailed"]
     assert warning and "latency = " in warning[0]["message"] and "max 100" in warning[0]["message"]
     ratios = [m for m in ((status.get("rollout") or {}).get("metrics") or {}).get("ratio", {}).get(
         "measurements", []) if m["verdict"] == "Failed"]
@@ -224,9 +244,9 @@ def deployment(cluster: LocalCluster, namespace: str, name: str) -> dict[str, An
 
 
 def test_stable_deleted_mid_canary_comes_back_at_its_own_revision_not_the_canarys(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
 ) -> None:
-    first = healthy_v1(cluster, namespace)
+    first = start.body
     stable_revision = first["status"]["revision"]
     document = version("2", steps=[{"weight": 50}, {"weight": 100}])
     document["spec"]["rollout"]["progressDeadlineSeconds"] = 600  # no load here: no evidence, no deadline either
@@ -271,9 +291,8 @@ def successes(status: dict[str, Any]) -> int:
 
 
 def test_without_traffic_nothing_is_promoted_and_the_deadline_aborts_with_insufficient_data(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
 ) -> None:
-    healthy_v1(cluster, namespace)
     document = version("2")
     document["spec"]["rollout"]["progressDeadlineSeconds"] = 45
     apply(cluster, namespace, document)
@@ -285,7 +304,7 @@ def test_without_traffic_nothing_is_promoted_and_the_deadline_aborts_with_insuff
     began = datetime.fromisoformat(started["status"]["rollout"]["stepStartedAt"].replace("Z", "+00:00"))
     at = datetime.fromisoformat(aborted["at"].replace("Z", "+00:00"))
     assert 45 <= (at - began).total_seconds() <= 45 + 15
-    reasons = {e["reason"] for e in events(cluster, namespace)}
+    reasons = {e["reason"] for e in events(cluster, namespace, start.since)}
     assert "InsufficientData" in reasons and "Promoting" not in reasons and "Promoted" not in reasons
     assert body["status"]["stableRevision"] != body["status"]["revision"]
 
@@ -313,9 +332,8 @@ def signal_all(pids: list[int], sig: signal.Signals) -> None:
 
 
 def test_an_unreachable_canary_metrics_port_is_an_error_never_a_pass_and_aborts_past_the_limit(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
 ) -> None:
-    healthy_v1(cluster, namespace)
     # One step that holds for a promote request: analysis runs on while it waits.
     with Load(cluster, namespace, rate=10, seconds=300):
         apply(cluster, namespace, version("2", steps=[{"weight": 50}, {"weight": 100}], consecutiveErrorLimit=1))
@@ -351,8 +369,9 @@ def test_an_unreachable_canary_metrics_port_is_an_error_never_a_pass_and_aborts_
 
 
 def test_a_canary_whose_model_fails_to_load_is_aborted_at_the_deadline_with_the_models_log_line(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, shared: tuple[str, Path], start: Start
 ) -> None:
+    versions = shared[1]
     (versions / "iris" / "broken_handler.py").write_text(
         "from ts.torch_handler.base_handler import BaseHandler\n\n\n"
         "class Broken(BaseHandler):\n"
@@ -364,7 +383,6 @@ def test_a_canary_whose_model_fails_to_load_is_aborted_at_the_deadline_with_the_
         "        _service.initialize(context)\n"
         "    return _service.handle(data, context)\n")
     (versions / "iris" / "broken_handler.py").chmod(0o644)
-    healthy_v1(cluster, namespace)
     document = version("2")
     document["spec"]["model"]["handler"] = {"uri": "pvc://models/iris/broken_handler.py"}
     document["spec"]["rollout"]["progressDeadlineSeconds"] = 30
@@ -377,9 +395,9 @@ def test_a_canary_whose_model_fails_to_load_is_aborted_at_the_deadline_with_the_
 
 
 def test_a_new_revision_mid_canary_restarts_at_step_zero_and_the_stable_spec_returns_at_once(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
 ) -> None:
-    first = healthy_v1(cluster, namespace)
+    first = start.body
     steps = [{"weight": 10, "pause": "2s"}, {"weight": 50}, {"weight": 100}]
     with Load(cluster, namespace, rate=10, seconds=300):
         apply(cluster, namespace, version("2", steps=steps))
@@ -394,15 +412,52 @@ def test_a_new_revision_mid_canary_restarts_at_step_zero_and_the_stable_spec_ret
     assert status["currentStep"] == 0 and status["rollout"]["stepIndex"] == 0
     assert successes(status) == 0 and status["rollout"]["metrics"].get("error-rate", {}).get("failed", 0) == 0
     assert any(e["reason"] == "CanaryStarted" and "spec changed during the canary" in e["message"]
-               for e in events(cluster, namespace))
+               for e in events(cluster, namespace, start.since))
 
     apply(cluster, namespace, version("1", steps=steps))
     back = wait_rollout(cluster, namespace, lambda s: not s.get("canaryRevision"), "the canary cancelled",
                         timeout=60)
     assert back["status"]["stableRevision"] == first["status"]["revision"] == back["status"]["revision"]
-    assert any(e["reason"] == "CanaryCancelled" for e in events(cluster, namespace))
+    assert any(e["reason"] == "CanaryCancelled" for e in events(cluster, namespace, start.since))
     wait_phase(cluster, namespace, "Healthy", timeout=60)
     assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+
+
+def test_a_good_version_under_load_is_promoted_step_by_step_without_a_failed_request(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
+) -> None:
+    first = start.body
+    with Load(cluster, namespace, rate=12, seconds=300) as load, StatusLine(cluster, namespace) as line:
+        applied = time.monotonic()
+        apply(cluster, namespace, version("2"))
+        body = wait_for(lambda: (lambda b: b if (b.get("status") or {}).get("phase") == "Healthy"
+                                 and b["status"].get("stableRevision") != first["status"]["revision"] else None)(
+            mdep(cluster, namespace)), timeout=300, interval=0.5, message="v2 promoted")
+        promoted = time.monotonic()
+        time.sleep(3)  # requests keep flowing while the canary pods end
+    assert isinstance(body, dict)
+    status = body["status"]
+    print(f"apply -> promoted: {promoted - applied:.1f} s; requests {load.codes()}; slowest answers {load.slowest()} s")
+    for at, entry in line.lines:
+        print(f"{at - applied:7.1f} s  {entry.get('phase'):12} step={entry.get('currentStep')} "
+              f"weight={(entry.get('rollout') or {}).get('weight')} effective={entry.get('canaryWeight')}")
+
+    assert status["stableRevision"] == status["revision"] and "canaryRevision" not in status
+    assert line.weights() == [50, 100]
+    # each step before the last had a Successful measurement at its weight before it advanced
+    step_events = [e for e in events(cluster, namespace, start.since)
+        if e["reason"] in ("CanaryStep", "Promoting", "Promoted")]
+    assert {e["reason"] for e in step_events} >= {"Promoting", "Promoted"}
+    assert any(entry.get("analysis", {}).get("measurements") and any(
+        m["phase"] == "Successful" for m in entry["analysis"]["measurements"]) for _, entry in line.lines)
+    codes = load.codes()
+    assert sum(codes.values()) > 100
+    assert set(codes) == {200}, load.failures(applied)
+    assert min(count for at, count in load.capacity if at >= applied) >= 2
+    assert wait_for(lambda: deployments(cluster, namespace) == ["iris-stable"], timeout=60)
+    configmaps = kubectl_json(cluster, "get", "configmaps", "-n", namespace, "-l",
+                              "modeldeploy.dev/deployment=iris")["items"]
+    assert [c["metadata"]["name"] for c in configmaps] == [f"iris-{status['revision']}"]
 
 
 def ask_to_promote(cluster: LocalCluster, namespace: str, revision: str) -> None:
@@ -422,12 +477,12 @@ def kill_and_restart(operator: OperatorProcess, down_seconds: float = 3) -> None
 
 
 def test_a_killed_operator_resumes_at_the_same_step_and_a_stepless_pause_waits_for_a_promote_request(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, versions: Path
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, start: Start
 ) -> None:
-    healthy_v1(cluster, namespace)
     steps = [{"weight": 50, "pause": "75s"}, {"weight": 60}, {"weight": 100}]
+    other = "1" if start.body["spec"]["model"]["version"] == "2" else "2"   # v2 is stable once it was promoted
     with Load(cluster, namespace, rate=10, seconds=400):
-        apply(cluster, namespace, version("2", steps=steps))
+        apply(cluster, namespace, version(other, steps=steps))
         during = wait_rollout(cluster, namespace, lambda s: s.get("currentStep") == 0 and successes(s) >= 1,
                               "a Successful measurement at step 1")
         generation = during["metadata"]["generation"]

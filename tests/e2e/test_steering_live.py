@@ -1,9 +1,11 @@
 """The steering commands and the live status view on a running canary: real TorchServe pods, load through
 the Service `iris`, the operator as users run it.
 
-Each scenario has its own namespace, 2 replicas, 5 s analysis windows and a bounded load. The commands run
-as a user runs them (`python -m modeldeploy ...`, the cluster's kubeconfig); their answers (stdout, exit
-status) are checked with what the object and its Events show afterwards, and the generation never moves.
+The scenarios share one namespace, 2 replicas, 5 s analysis windows and a bounded load. The abort comes
+first: it ends with v1 stable, so v1 applied again is Healthy at once for the promotion, with no pod
+started. The commands run as a user runs them (`python -m modeldeploy ...`, the cluster's kubeconfig);
+their answers (stdout, exit status) are checked with what the object and its Events show afterwards, and
+the generation never moves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +29,7 @@ from e2e.helpers import OperatorProcess, apply, iris, mdep, wait_phase
 from localcluster import LocalCluster
 from modeldeploy.api.rollout import parse_time
 from modeldeploy.canary.requests import REQUEST_ANNOTATION
-from support import REPO, kubectl_json, wait_for
+from support import REPO, kubectl_json, provide_iris_claims, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.torchserve]
 
@@ -59,17 +62,33 @@ def steering_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def two_versions(models: Path, steering_builds: Path) -> Path:
-    """The claim `models` with iris/{1,2}/{model.pt,model-config.yaml}."""
-    for name in ("1", "2"):
-        folder = models / "iris" / name
+@pytest.fixture(scope="module")
+def shared(cluster: LocalCluster, iris_files: Path, steering_builds: Path) -> Iterator[tuple[str, Path]]:
+    """The namespace the scenarios share, and its claim `models` with iris/{1,2}/{model.pt,model-config.yaml}."""
+    name = f"steering-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             timeout=120, message=f"namespace {name}'s default ServiceAccount")
+    models = provide_iris_claims(cluster, name, iris_files)
+    for version_name in ("1", "2"):
+        folder = models / "iris" / version_name
         folder.mkdir(parents=True, exist_ok=True)
         for file in ("model.pt", "model-config.yaml"):
-            shutil.copy(steering_builds / name / file, folder / file)
+            shutil.copy(steering_builds / version_name / file, folder / file)
     for path in models.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
-    return models
+    yield name, models
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def namespace(shared: tuple[str, Path]) -> str:
+    return shared[0]
+
+
+@pytest.fixture(scope="module")
+def two_versions(shared: tuple[str, Path]) -> Path:
+    return shared[1]
 
 
 def modeldeploy(cluster: LocalCluster, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -177,83 +196,6 @@ def terminal(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[
         running.close()
 
 
-def test_promote_pause_resume_and_promote_full_steer_a_live_canary_as_the_live_view_shows(
-    cluster: LocalCluster, operator: OperatorProcess, namespace: str, two_versions: Path,
-    terminal: Callable[[], Terminal],
-) -> None:
-    started = time.monotonic()
-    stable = healthy_v1(cluster, namespace, STEPS)
-    with Load(cluster, namespace, rate=10, seconds=420) as load:
-        canary, generation = canary_of_v2(cluster, namespace, STEPS, stable)
-        screen = terminal()
-        screen.shows(f"{stable[:10]} (stable) -> {canary[:10]} (canary)", "step 1/3", message="the canary")
-
-        # A step without a pause holds at its weight until promoted, and its analysis goes on meanwhile.
-        held = wait_status(cluster, namespace, lambda s: s.get("phase") == "Paused" and successes(s) >= 1,
-                           "step 1 waiting for a promote request, with a Successful measurement")
-        assert rollout_of(held)["pause"]["reason"] == "step" and rollout_of(held)["stepIndex"] == 0
-        waiting = screen.shows("step 1/3", "waiting for a promote request", "asked 25 %  effective 50 %",
-                               "Successful", message="step 1 waiting, measured")
-        resume = modeldeploy(cluster, namespace, "resume")
-        assert resume.returncode == 1 and "waits for a promote request, not a resume" in resume.stdout
-
-        promote = modeldeploy(cluster, namespace, "promote")
-        assert promote.returncode == 0, promote.stdout + promote.stderr
-        assert f"Normal CanaryStep: revision {canary[:10]}: step 2/3, weight 50 %" in promote.stdout
-        assert "phase Progressing" in promote.stdout
-        stepped_up = rollout_of(mdep(cluster, namespace))
-        assert (stepped_up["stepIndex"], stepped_up["weight"], stepped_up.get("pause")) == (1, 50, None)
-        stepped = screen.shows("step 2/3", "asked 50 %  effective 50 %", message="step 2 at 50 %")
-
-        # A user's pause holds the weight and stops the step's clock; the analysis keeps measuring.
-        pause = modeldeploy(cluster, namespace, "pause")
-        assert pause.returncode == 0, pause.stdout + pause.stderr
-        by = requested_by(cluster, namespace)
-        assert f"Normal Paused: revision {canary[:10]} paused by {by}" in pause.stdout
-        assert "phase Paused" in pause.stdout and "paused by a user" in pause.stdout
-        paused = mdep(cluster, namespace)
-        paused_at = time.monotonic()
-        before = rollout_of(paused)
-        assert (before["pause"]["reason"], before["stepIndex"], before["weight"]) == ("user", 1, 50)
-        since = parse_time(before["pause"]["since"])
-        again = modeldeploy(cluster, namespace, "pause")
-        assert again.returncode == 1 and "is paused by a user since" in again.stdout
-        during = wait_status(cluster, namespace, lambda s: measured_after(s, since),
-                             "a measurement taken while paused", timeout=60)
-        assert during["status"]["phase"] == "Paused" and rollout_of(during)["weight"] == 50
-        screen.shows("paused by a user", message="the user's pause")
-
-        held_seconds = time.monotonic() - paused_at  # at least this long between the engine's pause and resume
-        resume = modeldeploy(cluster, namespace, "resume")
-        assert resume.returncode == 0, resume.stdout + resume.stderr
-        assert f"Normal Resumed: revision {canary[:10]} resumed by {by}" in resume.stdout
-        after = rollout_of(mdep(cluster, namespace))
-        assert after.get("pause") is None and after["stepIndex"] == 1
-        # The step's start moved forward by the time paused: its pause and the deadline did not run meanwhile.
-        shifted = (parse_time(after["stepStartedAt"]) - parse_time(before["stepStartedAt"])).total_seconds()
-        assert shifted >= held_seconds - 1, (shifted, held_seconds)  # times are kept to the second
-
-        # --full: the 10 minutes left at step 2 and the analysis of the steps after it are skipped.
-        full = modeldeploy(cluster, namespace, "promote", "--full")
-        assert full.returncode == 0, full.stdout + full.stderr
-        assert f"Normal Promoting: revision {canary[:10]}: promote --full requested by {by}" in full.stdout
-        screen.shows("promoting", message="the promotion")
-        promoted = wait_phase(cluster, namespace, "Healthy", timeout=180)
-        elapsed = time.monotonic() - started
-        screen.shows(f"{canary[:10]} (stable)", "no canary", "Healthy", message="the promoted revision")
-        nothing = modeldeploy(cluster, namespace, "promote")
-    assert promoted["status"]["stableRevision"] == canary
-    assert promoted["metadata"]["generation"] == generation
-    assert nothing.returncode == 1 and "nothing to promote" in nothing.stdout and "no canary" in nothing.stdout
-    assert events(cluster, namespace, "Promoted")
-    codes = load.codes()
-    print(f"v1 apply -> v2 promoted: {elapsed:.1f} s; requests {dict(codes)}")
-    assert set(codes) == {200}, load.failures()
-    # What the live view showed along the way: the step, the weight asked and the measurements moving.
-    assert "asked 25 %" in waiting and "asked 50 %" in stepped
-    print("\n---- live view, first and last screens ----\n" + screen.screens[0] + "\n----\n" + screen.screens[-1])
-
-
 def test_abort_rolls_back_naming_who_asked_a_stale_promote_does_nothing_and_retry_starts_over(
     cluster: LocalCluster, operator: OperatorProcess, namespace: str, two_versions: Path,
 ) -> None:
@@ -332,3 +274,80 @@ def test_abort_rolls_back_naming_who_asked_a_stale_promote_does_nothing_and_retr
                                                                      namespace)["items"]] == ["iris-stable"],
                  timeout=60, message="the canary's Deployment gone")
     assert again_measured["metadata"]["generation"] == generation
+
+
+def test_promote_pause_resume_and_promote_full_steer_a_live_canary_as_the_live_view_shows(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str, two_versions: Path,
+    terminal: Callable[[], Terminal],
+) -> None:
+    started = time.monotonic()
+    stable = healthy_v1(cluster, namespace, STEPS)
+    with Load(cluster, namespace, rate=10, seconds=420) as load:
+        canary, generation = canary_of_v2(cluster, namespace, STEPS, stable)
+        screen = terminal()
+        screen.shows(f"{stable[:10]} (stable) -> {canary[:10]} (canary)", "step 1/3", message="the canary")
+
+        # A step without a pause holds at its weight until promoted, and its analysis goes on meanwhile.
+        held = wait_status(cluster, namespace, lambda s: s.get("phase") == "Paused" and successes(s) >= 1,
+                           "step 1 waiting for a promote request, with a Successful measurement")
+        assert rollout_of(held)["pause"]["reason"] == "step" and rollout_of(held)["stepIndex"] == 0
+        waiting = screen.shows("step 1/3", "waiting for a promote request", "asked 25 %  effective 50 %",
+                               "Successful", message="step 1 waiting, measured")
+        resume = modeldeploy(cluster, namespace, "resume")
+        assert resume.returncode == 1 and "waits for a promote request, not a resume" in resume.stdout
+
+        promote = modeldeploy(cluster, namespace, "promote")
+        assert promote.returncode == 0, promote.stdout + promote.stderr
+        assert f"Normal CanaryStep: revision {canary[:10]}: step 2/3, weight 50 %" in promote.stdout
+        assert "phase Progressing" in promote.stdout
+        stepped_up = rollout_of(mdep(cluster, namespace))
+        assert (stepped_up["stepIndex"], stepped_up["weight"], stepped_up.get("pause")) == (1, 50, None)
+        stepped = screen.shows("step 2/3", "asked 50 %  effective 50 %", message="step 2 at 50 %")
+
+        # A user's pause holds the weight and stops the step's clock; the analysis keeps measuring.
+        pause = modeldeploy(cluster, namespace, "pause")
+        assert pause.returncode == 0, pause.stdout + pause.stderr
+        by = requested_by(cluster, namespace)
+        assert f"Normal Paused: revision {canary[:10]} paused by {by}" in pause.stdout
+        assert "phase Paused" in pause.stdout and "paused by a user" in pause.stdout
+        paused = mdep(cluster, namespace)
+        paused_at = time.monotonic()
+        before = rollout_of(paused)
+        assert (before["pause"]["reason"], before["stepIndex"], before["weight"]) == ("user", 1, 50)
+        since = parse_time(before["pause"]["since"])
+        again = modeldeploy(cluster, namespace, "pause")
+        assert again.returncode == 1 and "is paused by a user since" in again.stdout
+        during = wait_status(cluster, namespace, lambda s: measured_after(s, since),
+                             "a measurement taken while paused", timeout=60)
+        assert during["status"]["phase"] == "Paused" and rollout_of(during)["weight"] == 50
+        screen.shows("paused by a user", message="the user's pause")
+
+        held_seconds = time.monotonic() - paused_at  # at least this long between the engine's pause and resume
+        resume = modeldeploy(cluster, namespace, "resume")
+        assert resume.returncode == 0, resume.stdout + resume.stderr
+        assert f"Normal Resumed: revision {canary[:10]} resumed by {by}" in resume.stdout
+        after = rollout_of(mdep(cluster, namespace))
+        assert after.get("pause") is None and after["stepIndex"] == 1
+        # The step's start moved forward by the time paused: its pause and the deadline did not run meanwhile.
+        shifted = (parse_time(after["stepStartedAt"]) - parse_time(before["stepStartedAt"])).total_seconds()
+        assert shifted >= held_seconds - 1, (shifted, held_seconds)  # times are kept to the second
+
+        # --full: the 10 minutes left at step 2 and the analysis of the steps after it are skipped.
+        full = modeldeploy(cluster, namespace, "promote", "--full")
+        assert full.returncode == 0, full.stdout + full.stderr
+        assert f"Normal Promoting: revision {canary[:10]}: promote --full requested by {by}" in full.stdout
+        screen.shows("promoting", message="the promotion")
+        promoted = wait_phase(cluster, namespace, "Healthy", timeout=180)
+        elapsed = time.monotonic() - started
+        screen.shows(f"{canary[:10]} (stable)", "no canary", "Healthy", message="the promoted revision")
+        nothing = modeldeploy(cluster, namespace, "promote")
+    assert promoted["status"]["stableRevision"] == canary
+    assert promoted["metadata"]["generation"] == generation
+    assert nothing.returncode == 1 and "nothing to promote" in nothing.stdout and "no canary" in nothing.stdout
+    assert events(cluster, namespace, "Promoted")
+    codes = load.codes()
+    print(f"v1 apply -> v2 promoted: {elapsed:.1f} s; requests {dict(codes)}")
+    assert set(codes) == {200}, load.failures()
+    # What the live view showed along the way: the step, the weight asked and the measurements moving.
+    assert "asked 25 %" in waiting and "asked 50 %" in stepped
+    print("\n---- live view, first and last screens ----\n" + screen.screens[0] + "\n----\n" + screen.screens[-1])
