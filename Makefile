@@ -50,7 +50,7 @@ test-unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit -q
 
 test: setup lint
-	$(VENV)/bin/pytest tests -q -ra --durations=30
+	$(VENV)/bin/pytest tests -q -ra --durations=60
 
 ## make soak: the rollout races of tests/e2e/test_rollout_races.py at nightly size (CI repeats each 2 times).
 soak: setup
